@@ -1,0 +1,123 @@
+"""What every job shares: its command-line arguments, the session, tracking and the result.
+
+Each stage module defines `NAME`, `INPUT` and `OUTPUT` (logical table names; `INPUT` is None for
+ingest, which reads files) and `run(spark, cfg) -> StageResult`, and ends with
+
+    if __name__ == "__main__":
+        main()
+
+where `main = base.stage_main_for(NAME)`, so `spark-submit jobs/<stage>.py --config ...` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+
+from webscale_rl.config import Config, load_config
+from webscale_rl.errors import WebscaleError
+
+
+@dataclass
+class StageResult:
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0  # rows finished by an earlier run and not redone
+    inputs: dict[str, int | None] = field(default_factory=dict)  # table ref -> Delta version
+    outputs: dict[str, int | None] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    def summary(self) -> str:
+        top = ", ".join(
+            f"{r}={n}" for r, n in sorted(self.rejects.items(), key=lambda x: -x[1])[:6]
+        )
+        line = (
+            f"[{self.stage}] in={self.rows_in} kept={self.rows_out} rejected={self.rejected}"
+            f" skipped(done before)={self.skipped} in {self.seconds:.1f}s"
+        )
+        return line + (f"  rejects: {top}" if top else "")
+
+
+def add_global_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML config file (see `webscale-rl config show`)."
+    )
+    p.add_argument("--lakehouse", metavar="PATH", help="Folder or URI holding the Delta tables.")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override one config value, e.g. --set llm.engine=openai (repeatable).",
+    )
+
+
+def add_stage_io_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input",
+        metavar="PATH_OR_TABLE",
+        help="ingest: input path/glob (comma-separated for several); other stages: input table name.",
+    )
+    p.add_argument("--format", choices=["auto", "warc", "wet", "jsonl", "parquet", "delta"])
+    p.add_argument("--output", metavar="TABLE", help="Output table name for this stage.")
+
+
+def config_from_args(args, stage_module=None) -> Config:
+    overrides = list(args.overrides or [])
+    if getattr(args, "input", None):
+        if stage_module is None or stage_module.INPUT is None:
+            paths = [s for s in args.input.split(",") if s.strip()]
+            overrides.append(
+                f"ingest.input={paths!r}" if len(paths) > 1 else f"ingest.input={paths[0]}"
+            )
+        else:
+            overrides.append(f"tables.{stage_module.INPUT}={args.input}")
+    if getattr(args, "format", None):
+        overrides.append(f"ingest.format={args.format}")
+    if getattr(args, "output", None) and stage_module is not None:
+        overrides.append(f"tables.{stage_module.OUTPUT}={args.output}")
+    return load_config(args.config, overrides, lakehouse=args.lakehouse)
+
+
+def load_stage(name: str):
+    """Import a stage module by name, with a clear error listing the stages that exist."""
+    from webscale_rl.jobs.pipeline import STAGES
+
+    if name not in STAGES:
+        raise WebscaleError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    return importlib.import_module(f"webscale_rl.jobs.{STAGES[name]}")
+
+
+def run_stage(spark, cfg: Config, module) -> StageResult:
+    """Run one stage inside its nested MLflow run and log its result."""
+    from webscale_rl import tracking
+
+    with tracking.stage_run(cfg, module.NAME):
+        start = time.time()
+        result = module.run(spark, cfg)
+        result.seconds = time.time() - start
+        if cfg.mlflow.enabled:
+            tracking.log_stage_result(result)
+    print(result.summary(), flush=True)
+    return result
+
+
+def stage_main_for(name: str):
+    def main(argv: list[str] | None = None) -> int:
+        from webscale_rl.cli import main as cli_main
+
+        return cli_main(["stage", name, *(sys.argv[1:] if argv is None else argv)])
+
+    return main

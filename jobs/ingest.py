@@ -1,0 +1,278 @@
+"""Ingest: WARC / WET / JSONL / Parquet / Delta input -> the `documents` Delta table.
+
+Parsing is distributed: the driver only lists files and checks their format; each Spark task
+opens its files and parses them. Unreadable records go to `rejects` with a reason. Re-ingesting
+the same input adds no rows (ids are deterministic and the commit is insert-only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas.tables import DOCUMENTS
+
+from webscale_rl import tables
+from webscale_rl.config import DEFAULT_DEMO_INPUT, Config
+from webscale_rl.errors import WebscaleError
+from webscale_rl.files import expand, is_local, local_path, read_head
+
+NAME = "ingest"
+INPUT = None
+OUTPUT = "documents"
+
+RAW_DDL = (
+    "row_id string, source string, source_format string, source_id string, url string, "
+    "warc_date string, text string, reject_reason string, reject_detail string"
+)
+FILE_FORMATS = ("warc", "wet", "jsonl")
+
+
+def sample_corpus_path() -> str:
+    from importlib.resources import files
+
+    return str(files("webscale_rl") / "resources" / "sample_corpus" / "sample_corpus.jsonl")
+
+
+def input_patterns(cfg: Config) -> list[str]:
+    value = cfg.ingest.input
+    patterns = [value] if isinstance(value, str) else list(value)
+    if patterns == [DEFAULT_DEMO_INPUT] and not os.path.exists(DEFAULT_DEMO_INPUT):
+        # Anyone can run the demo: without the shared data, use the corpus the project ships.
+        return [sample_corpus_path()]
+    return patterns
+
+
+def is_delta_dir(path: str) -> bool:
+    return is_local(path) and os.path.isdir(os.path.join(local_path(path), "_delta_log"))
+
+
+def detect_format(path: str) -> str | None:
+    from webscale_rl.udfs.warc import sniff_format
+
+    return sniff_format(read_head(path))
+
+
+def resolve_format(spark, cfg: Config, patterns: list[str]) -> tuple[str, list[str]]:
+    """The input's format and its files, checked before any work starts."""
+    declared = cfg.ingest.format
+    if declared == "delta" or (declared == "auto" and all(is_delta_dir(p) for p in patterns)):
+        return "delta", patterns
+    files = expand(spark, patterns)
+    if declared == "parquet":
+        return "parquet", files
+    found: dict[str, str] = {}
+    for f in files:
+        if not is_local(f) and declared != "auto":
+            found[f] = declared  # trust the declaration for remote objects: no extra round trip
+            continue
+        fmt = detect_format(f)
+        if fmt is None:
+            raise WebscaleError(
+                f"{f} is not a supported input (WARC, WET, JSON lines or Parquet); it is empty or "
+                "its first bytes match none of them"
+            )
+        if declared != "auto" and fmt != declared and not (declared == "warc" and fmt == "wet"):
+            raise WebscaleError(f"{f} was declared {declared} but its contents look like {fmt}")
+        found[f] = declared if declared != "auto" else fmt
+    kinds = sorted(set(found.values()))
+    if len(kinds) > 1:
+        raise WebscaleError(f"inputs mix formats {kinds}: ingest one format per run (use --format)")
+    return kinds[0], files
+
+
+def _warc_reader(max_record_bytes: int):
+    def parse(batches):
+        import pandas as pd
+        from webscale_rl.udfs.warc import WarcParams, iter_records
+
+        from webscale_rl.files import open_binary
+
+        params = WarcParams(max_record_bytes=max_record_bytes)
+        for batch in batches:
+            for path, fmt in zip(batch["path"], batch["format"], strict=True):
+                rows = []
+                try:
+                    with open_binary(path) as stream:
+                        for rec in iter_records(stream, path, params):
+                            rows.append(
+                                {
+                                    "row_id": rec.get("record_id") or f"{path}#{len(rows)}",
+                                    "source": path,
+                                    "source_format": fmt,
+                                    "source_id": rec.get("record_id"),
+                                    "url": rec.get("url"),
+                                    "warc_date": rec.get("warc_date"),
+                                    "text": rec.get("text"),
+                                    "reject_reason": rec.get("reject_reason"),
+                                    "reject_detail": rec.get("reject_detail"),
+                                }
+                            )
+                except OSError as err:  # unreadable file: one reject row, the job goes on
+                    rows.append(
+                        {
+                            "row_id": f"{path}#file",
+                            "source": path,
+                            "source_format": fmt,
+                            "reject_reason": "unreadable_file",
+                            "reject_detail": str(err)[:500],
+                        }
+                    )
+                yield pd.DataFrame(rows, columns=RAW_DDL_COLUMNS)
+
+    return parse
+
+
+def _jsonl_parser(cfg: Config):
+    text_field, url_field, id_field = (
+        cfg.ingest.text_field,
+        cfg.ingest.url_field,
+        cfg.ingest.id_field,
+    )
+
+    def parse(batches):
+        import pandas as pd
+
+        from webscale_rl.ids import stable_hash
+
+        for batch in batches:
+            rows = []
+            for line, path in zip(batch["value"], batch["path"], strict=True):
+                row_id = f"{path}:{stable_hash(line, length=20)}"
+                rec = {"row_id": row_id, "source": path, "source_format": "jsonl"}
+                try:
+                    obj = json.loads(line)
+                except ValueError as err:
+                    rec.update(reject_reason="malformed_json", reject_detail=str(err)[:300])
+                    rows.append(rec)
+                    continue
+                if not isinstance(obj, dict):
+                    rec.update(
+                        reject_reason="malformed_json",
+                        reject_detail="a JSON line must be an object",
+                    )
+                    rows.append(rec)
+                    continue
+                sid = obj.get(id_field)
+                rec.update(
+                    source_id=None if sid is None else str(sid),
+                    url=obj.get(url_field) if isinstance(obj.get(url_field), str) else None,
+                    text=obj.get(text_field) if isinstance(obj.get(text_field), str) else None,
+                )
+                if text_field not in obj or obj[text_field] is None:
+                    rec.update(
+                        reject_reason="missing_text", reject_detail=f"no {text_field!r} field"
+                    )
+                rows.append(rec)
+            yield pd.DataFrame(rows, columns=RAW_DDL_COLUMNS)
+
+    return parse
+
+
+RAW_DDL_COLUMNS = [c.split()[0] for c in RAW_DDL.split(", ")]
+
+
+def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
+    """A DataFrame of raw records (RAW_DDL) for any supported format."""
+    from pyspark.sql import functions as F
+
+    if fmt in ("warc", "wet"):
+        paths = spark.createDataFrame([(f, fmt) for f in files], "path string, format string")
+        n_tasks = max(1, len(files) // cfg.ingest.files_per_task)
+        return paths.repartition(n_tasks, "path").mapInPandas(
+            _warc_reader(cfg.ingest.max_record_bytes), RAW_DDL
+        )
+    if fmt == "jsonl":
+        lines = spark.read.text(files).select(
+            F.col("value"), F.col("_metadata.file_path").alias("path")
+        )
+        lines = lines.where(F.length(F.trim("value")) > 0)
+        return lines.mapInPandas(_jsonl_parser(cfg), RAW_DDL)
+    df = spark.read.format("delta").load(files[0]) if fmt == "delta" else spark.read.parquet(*files)
+    return _table_records(df, cfg, fmt, files)
+
+
+def _table_records(df, cfg: Config, fmt: str, files: list[str]):
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    ing = cfg.ingest
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    if ing.text_field not in fields:
+        raise WebscaleError(
+            f"input has no {ing.text_field!r} column (columns: {', '.join(fields)}); "
+            "set ingest.text_field"
+        )
+    if fields[ing.text_field] != StringType():
+        raise WebscaleError(
+            f"input column {ing.text_field!r} has type {fields[ing.text_field].simpleString()}, "
+            "expected string"
+        )
+    url = (
+        F.col(ing.url_field).cast("string")
+        if ing.url_field in fields
+        else F.lit(None).cast("string")
+    )
+    sid = (
+        F.col(ing.id_field).cast("string") if ing.id_field in fields else F.lit(None).cast("string")
+    )
+    text = F.col(ing.text_field)
+    source = F.lit(files[0]) if fmt == "delta" else F.col("_metadata.file_path")
+    row_id = F.concat_ws(
+        ":", source, F.coalesce(sid, F.sha2(F.concat_ws("\u241f", url, text), 256).substr(1, 20))
+    )
+    return df.select(
+        row_id.alias("row_id"),
+        source.alias("source"),
+        F.lit(fmt).alias("source_format"),
+        sid.alias("source_id"),
+        url.alias("url"),
+        F.lit(None).cast("string").alias("warc_date"),
+        text.alias("text"),
+        F.when(text.isNull(), F.lit("missing_text")).alias("reject_reason"),
+        F.when(text.isNull(), F.lit(f"null {ing.text_field!r}")).alias("reject_detail"),
+    )
+
+
+def documents_schema_ddl() -> str:
+    fields = [f"`{f.name}` {f.dataType.simpleString()}" for f in DOCUMENTS.fields]
+    return ", ".join(
+        fields + ["`_reject_reason` string", "`_reject_detail` string", "`_row_id` string"]
+    )
+
+
+def run(spark, cfg: Config) -> StageResult:
+    patterns = input_patterns(cfg)
+    fmt, files = resolve_format(spark, cfg, patterns)
+    raw = raw_records(spark, cfg, fmt, files)
+    max_chars, run_id = cfg.ingest.max_text_chars, cfg.run_id
+
+    def convert(batches):
+        from webscale_rl.udfs.documents import to_documents
+
+        for batch in batches:
+            yield to_documents(batch, max_chars, run_id)
+
+    results = raw.mapInPandas(convert, documents_schema_ddl())
+    out_ref = tables.table_ref(cfg, OUTPUT)
+    before = tables.version(spark, out_ref)
+    counts = tables.commit_results(spark, cfg, NAME, results, out_ref, DOCUMENTS, key="doc_id")
+    result = StageResult(
+        stage=NAME,
+        rows_in=counts.rows_in,
+        rows_out=counts.rows_out,
+        rejects=counts.rejects,
+        skipped=counts.skipped,
+        inputs={p: None for p in files[:50]},
+        outputs={out_ref: tables.version(spark, out_ref)},
+        metrics={"input_files": len(files)},
+    )
+    result.notes.append(f"format={fmt} files={len(files)} table_version_before={before}")
+    return result
+
+
+main = stage_main_for(NAME)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

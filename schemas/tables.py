@@ -1,0 +1,129 @@
+"""The StructType of every table the pipeline writes, in one place.
+
+Stages write exactly these columns (`tables.conform` checks it) so SQL over the lakehouse sees one
+stable layout, and an input table with missing or mistyped columns is caught before any work.
+"""
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+
+def _s(name, dtype=None, nullable=True):
+    return StructField(name, dtype or StringType(), nullable)
+
+
+DOCUMENTS = StructType(
+    [
+        _s("doc_id", nullable=False),
+        _s("url"),
+        _s("source"),  # file or table the row came from
+        _s("source_format"),  # warc | wet | jsonl | parquet | delta
+        _s("source_id"),  # WARC-Record-ID or the input's own id
+        _s("lang"),
+        _s("lang_score", DoubleType()),
+        _s("text", nullable=False),
+        _s("n_chars", IntegerType()),
+        _s("truncated", BooleanType()),
+        _s("warc_date"),
+        _s("content_digest"),
+        _s("ingested_at", TimestampType()),
+        _s("run_id"),
+    ]
+)
+
+REJECTS = StructType(
+    [
+        _s("stage", nullable=False),
+        _s("row_id", nullable=False),  # the input row's id in that stage (doc_id, qa_id, record id)
+        _s("doc_id"),
+        _s("reason", nullable=False),
+        _s("detail"),
+        _s("run_id"),
+        _s("rejected_at", TimestampType()),
+    ]
+)
+
+# Per-document quality statistics, kept so SQL can show why a document was kept or dropped.
+QUALITY_STATS = MapType(StringType(), DoubleType())
+
+FILTERED = StructType(
+    [f for f in DOCUMENTS.fields if f.name not in ("run_id",)]
+    + [_s("quality_stats", QUALITY_STATS), _s("run_id")]
+)
+
+DEDUPED = StructType(
+    [f for f in FILTERED.fields if f.name not in ("run_id",)]
+    + [_s("cluster_id"), _s("cluster_size", LongType()), _s("run_id")]
+)
+
+TOKEN_COLUMNS = [
+    _s("model"),
+    _s("prompt_version"),
+    _s("sampling"),  # JSON of the sampling parameters
+    _s("prompt_tokens", LongType()),
+    _s("completion_tokens", LongType()),
+]
+
+ANNOTATIONS = StructType(
+    [
+        _s("doc_id", nullable=False),
+        _s("url"),
+        _s("source"),
+        _s("text"),
+        _s("informative", BooleanType()),
+        _s("filter_reason"),
+        _s("domain"),
+        _s("personas", ArrayType(StringType())),
+        *TOKEN_COLUMNS,
+        _s("run_id"),
+        _s("created_at", TimestampType()),
+    ]
+)
+
+QA_CORE = [
+    _s("qa_id", nullable=False),
+    _s("doc_id", nullable=False),
+    _s("question"),
+    _s("answer"),
+    _s("answer_type"),
+    _s("domain"),
+    _s("persona"),
+    _s("url"),
+    _s("source"),
+]
+
+QA_CANDIDATES = StructType(
+    [*QA_CORE, *TOKEN_COLUMNS, _s("run_id"), _s("created_at", TimestampType())]
+)
+QA_VERIFIED = QA_CANDIDATES
+
+QA = StructType(
+    [
+        *QA_CORE,
+        _s("model"),
+        _s("prompt_version"),
+        _s("run_id"),
+        _s("created_at", TimestampType()),
+    ]
+)
+
+BY_NAME = {
+    "documents": DOCUMENTS,
+    "rejects": REJECTS,
+    "filtered": FILTERED,
+    "deduped": DEDUPED,
+    "annotations": ANNOTATIONS,
+    "qa_candidates": QA_CANDIDATES,
+    "qa_verified": QA_VERIFIED,
+    "qa": QA,
+}

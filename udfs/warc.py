@@ -1,0 +1,502 @@
+"""WARC / WET records -> one dict per document, for the ingest job's Spark tasks.
+
+`iter_records` reads one file with FastWARC (the fastest reader, and a dependency of Resiliparse
+already) and yields a row for every `response` and `conversion` record: the extracted text, or
+a reject reason. Other record types (request, metadata, warcinfo, revisit, resource) are not
+documents and are skipped, only counted in `WarcStats`. The iterator never raises on bad input:
+a file that breaks off or is not a WARC ends with one reject row.
+
+WET files that are not well-formed WARC (bare LF line ends and character counts as
+Content-Length, as in CCNet's test data) go through a small line-based reader instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
+
+HEAD_BYTES = 64 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+DOCUMENT_TYPES = ("response", "conversion")
+
+# Reject reasons (the `rejects` table groups by these).
+NON_HTML = "non_html_payload"
+HTTP_STATUS = "http_status"
+UNDECODABLE = "undecodable"
+EMPTY_TEXT = "empty_text"
+TOO_LARGE = "too_large"
+TRUNCATED = "truncated_record"
+CORRUPT = "corrupt_record"
+EXTRACT_FAILED = "extract_failed"
+
+
+class WarcParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_record_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="Payloads above this size are rejected (too_large) without being read.",
+    )
+    min_text_chars: int = Field(
+        1, ge=1, description="Extracted text shorter than this (stripped) is rejected (empty_text)."
+    )
+    extractor: str = Field(
+        DEFAULT_EXTRACTOR, description=f"HTML main-text extractor: one of {sorted(EXTRACTORS)}."
+    )
+    max_replacement_ratio: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Reject as undecodable when more than this share of the text's non-space "
+        "characters are U+FFFD replacement characters.",
+    )
+
+    def model_post_init(self, _context) -> None:
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(
+                f"unknown extractor {self.extractor!r}; choose one of {sorted(EXTRACTORS)}"
+            )
+
+
+@dataclass
+class WarcStats:
+    """What one file held: every record by WARC-Type, and the rows kept / rejected by reason."""
+
+    record_types: Counter = field(default_factory=Counter)
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+
+# ------------------------------------------------------------------------------ format sniffing
+
+
+def plain_head(head: bytes, limit: int = HEAD_BYTES) -> bytes:
+    """`head` gunzipped when it is gzip, across record-per-member boundaries.
+
+    The head of a large file ends inside a member; what decompressed so far is kept. A WARC's
+    first member is only the warcinfo record, so stopping there would hide the record types.
+    """
+    if not head.startswith(GZIP_MAGIC):
+        return head
+    out: list[bytes] = []
+    data, room = head, limit
+    while data.startswith(GZIP_MAGIC) and room > 0:
+        member = zlib.decompressobj(31)
+        try:
+            chunk = member.decompress(data, room)
+        except zlib.error:
+            break
+        out.append(chunk)
+        room -= len(chunk)
+        if not member.eof:
+            break
+        data = member.unused_data
+    return b"".join(out)
+
+
+def _looks_like_jsonl(text: bytes) -> bool:
+    if not text.startswith(b"{"):
+        return False
+    line, newline, _ = text.partition(b"\n")
+    if not newline:
+        # a first document longer than the head: the opening brace and a key is all we see
+        return text[1:].lstrip().startswith(b'"')
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def sniff_format(head: bytes) -> str | None:
+    """"warc", "wet", "jsonl" or "parquet" from a file's first bytes (raw or gunzipped); else None."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = plain_head(head).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"WARC/"):
+        types = set(re.findall(rb"^WARC-Type:[ \t]*(\w+)", text, flags=re.MULTILINE))
+        return "wet" if b"conversion" in types and b"response" not in types else "warc"
+    if _looks_like_jsonl(text):
+        return "jsonl"
+    return None
+
+
+def sniff_path(path: str) -> str | None:
+    """`sniff_format` of a local file's head."""
+    with open(path, "rb") as f:
+        return sniff_format(f.read(HEAD_BYTES))
+
+
+# ------------------------------------------------------------------------------ stream plumbing
+
+
+class _PeekedStream:
+    """A forward-only stream whose first bytes were read ahead, with its own tell().
+
+    FastWARC needs read() and tell() on a Python stream, and pyarrow's input streams raise on
+    tell(): counting bytes here makes any readable stream work, seekable or not.
+    """
+
+    def __init__(self, stream: BinaryIO, head_size: int = HEAD_BYTES):
+        self._stream = stream
+        self.head = stream.read(head_size) or b""
+        self._buffer = self.head
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self._buffer:
+            if size is None or size < 0:
+                data, self._buffer = self._buffer + (self._stream.read() or b""), b""
+            else:
+                data, self._buffer = self._buffer[:size], self._buffer[size:]
+        else:
+            data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
+            data = data or b""
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        # the caller opened the stream and closes it
+        pass
+
+
+def _read_exactly(reader, size: int) -> bytes:
+    """Up to `size` bytes; fewer only at the end of the data (a reader may return short reads)."""
+    parts, want = [], size
+    while want > 0:
+        chunk = reader.read(want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        want -= len(chunk)
+    return b"".join(parts)
+
+
+# ------------------------------------------------------------------------------ payload decoding
+
+
+def _undo_http_encodings(raw: bytes, headers, limit: int) -> bytes:
+    """The body with Transfer-Encoding (chunked) and Content-Encoding (gzip, deflate, br) undone.
+
+    The record is read raw so a cut record can be told by its length; wget-made WARCs keep
+    these encodings (Common Crawl's are already decoded). At most `limit` + 1 bytes come out,
+    so a compression bomb stays bounded.
+    """
+    from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader
+
+    transfer = (headers.get("Transfer-Encoding") or "").lower()
+    content = (headers.get("Content-Encoding") or "").strip().lower()
+    if "chunked" in transfer:
+        raw = _read_exactly(ChunkedReader(io.BytesIO(raw)), limit + 1)
+    if content in ("gzip", "x-gzip"):
+        return _read_exactly(GzipReader(io.BytesIO(raw)), limit + 1)
+    if content == "br":
+        return _read_exactly(BrotliReader(io.BytesIO(raw)), limit + 1)
+    if content == "deflate":
+        # servers send both zlib-wrapped and raw deflate under this name
+        wbits = zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS
+        return zlib.decompressobj(wbits).decompress(raw, limit + 1)
+    return raw
+
+
+def decode_html(payload: bytes, declared_charset: str | None = None) -> str:
+    """HTML bytes -> str: the declared charset, else the detected one; bad bytes replaced.
+
+    A wrong declaration is common (latin-1 pages sent as UTF-8), so when the declared charset
+    fails strictly the detected one is tried before falling back to replacement characters.
+    """
+    from resiliparse.parse.encoding import detect_encoding, map_encoding_to_html5
+
+    declared = map_encoding_to_html5(declared_charset, False) if declared_charset else None
+    charset = declared or detect_encoding(payload, from_html_meta=True)
+    for candidate in (charset, detect_encoding(payload)):
+        try:
+            return payload.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
+
+
+_HTML_LANG = re.compile(
+    r"<html\b[^>]*?\blang\s*=\s*[\"']?\s*([a-z]{1,8}(?:[-_][a-z0-9]{1,8})*)", re.IGNORECASE
+)
+
+
+def html_lang(html: str, content_language: str | None = None) -> str | None:
+    """The page's declared language: <html lang>, else the first Content-Language value."""
+    # the <html> tag comes right after the doctype and comments: no need to scan the whole page
+    match = _HTML_LANG.search(html, 0, 16384)
+    value = match.group(1) if match else (content_language or "").split(",")[0].strip()
+    return value.replace("_", "-").lower() or None
+
+
+def _replacement_ratio(text: str) -> float:
+    chars = len(text) - sum(text.count(c) for c in " \t\r\n")
+    return text.count("\ufffd") / chars if chars > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def _row(base: dict, text: str | None = None, lang: str | None = None, reason=None, detail=None):
+    return {**base, "text": text, "html_lang": lang, "reject_reason": reason, "reject_detail": detail}
+
+
+def _text_row(base: dict, text: str, lang: str | None, params: WarcParams) -> dict:
+    """The final checks every document passes, HTML-extracted or WET."""
+    text = text.strip()
+    if _replacement_ratio(text) > params.max_replacement_ratio:
+        return _row(base, lang=lang, reason=UNDECODABLE, detail="mostly U+FFFD after decoding")
+    if len(text) < params.min_text_chars:
+        return _row(base, lang=lang, reason=EMPTY_TEXT, detail=f"{len(text)} chars extracted")
+    return _row(base, text=text, lang=lang)
+
+
+def _html_row(base: dict, payload: bytes, charset, content_language, params) -> dict:
+    html = decode_html(payload, charset)
+    lang = html_lang(html, content_language)
+    try:
+        text = html_to_text(html, params.extractor)
+    except Exception as err:  # a parser failure on one page must not end the file
+        return _row(base, lang=lang, reason=EXTRACT_FAILED, detail=f"{type(err).__name__}: {err}")
+    return _text_row(base, text, lang, params)
+
+
+def _wet_row(base: dict, body: bytes, params: WarcParams) -> dict:
+    # WET text is UTF-8 by Common Crawl's definition
+    return _text_row(base, body.decode("utf-8", errors="replace"), None, params)
+
+
+def _strip_brackets(uri: str | None) -> str | None:
+    # WARC/1.1 writes WARC-Target-URI as <uri> (dolma's crawl samples do)
+    if uri and uri.startswith("<") and uri.endswith(">"):
+        return uri[1:-1]
+    return uri
+
+
+def _base(record_id, url, date, record_type, source: str, offset: int) -> dict:
+    return {
+        "record_id": record_id or f"{source}#{offset}",
+        "url": _strip_brackets(url),
+        "warc_date": date,
+        "record_type": record_type,
+    }
+
+
+# ------------------------------------------------------------------------------ FastWARC reader
+
+
+def _content_type(record) -> str:
+    declared = record.http_content_type or record.headers.get("WARC-Identified-Payload-Type")
+    return (declared or "").split(";")[0].strip().lower()
+
+
+def _fastwarc_row(record, base: dict, params: WarcParams) -> tuple[dict, bool]:
+    """(row, stop): stop when the record was cut short, i.e. the file ends here."""
+    size = record.content_length
+    if base["record_type"] == "response":
+        if not record.is_http:
+            detail = record.headers.get("Content-Type") or "no HTTP message"
+            return _row(base, reason=NON_HTML, detail=detail), False
+        status = record.http_headers.status_code
+        if status != 200:
+            return _row(base, reason=HTTP_STATUS, detail=str(status)), False
+        ctype = _content_type(record)
+        if ctype and ctype not in HTML_TYPES:
+            return _row(base, reason=NON_HTML, detail=ctype), False
+    if size > params.max_record_bytes:
+        # not read: FastWARC skips the rest of the record on the next step
+        return _row(base, reason=TOO_LARGE, detail=f"{size} bytes"), False
+    raw = _read_exactly(record.reader, size)
+    if len(raw) < size:
+        return _row(base, reason=TRUNCATED, detail=f"{len(raw)} of {size} bytes"), True
+    if base["record_type"] == "conversion":
+        return _wet_row(base, raw, params), False
+    try:
+        payload = _undo_http_encodings(raw, record.http_headers, params.max_record_bytes)
+    except Exception as err:  # a broken gzip/chunked body: this record only
+        return _row(base, reason=CORRUPT, detail=f"HTTP body: {err}"), False
+    if len(payload) > params.max_record_bytes:
+        return _row(base, reason=TOO_LARGE, detail=f"over {size} bytes decoded"), False
+    if not _content_type(record) and not payload.lstrip()[:1] == b"<":
+        return _row(base, reason=NON_HTML, detail="no content type, not markup"), False
+    language = record.http_headers.get("Content-Language")
+    return _html_row(base, payload, record.http_charset, language, params), False
+
+
+def _fastwarc_next(records, reader: _PeekedStream, source: str):
+    """(record, None) or (None, reject row) or (None, None) at the end of the file."""
+    try:
+        return next(records), None
+    except StopIteration:
+        return None, None
+    except BaseException as err:
+        # FastWARC raises OSError on a broken header and a pyo3 PanicException (a
+        # BaseException) on stream errors; neither may escape a Spark task's iterator.
+        if isinstance(err, KeyboardInterrupt | SystemExit):
+            raise
+        base = _base(None, None, None, None, source, reader.tell())
+        return None, _row(base, reason=CORRUPT, detail=f"{type(err).__name__}: {err}"[:500])
+
+
+def _iter_fastwarc(reader: _PeekedStream, source: str, params, stats) -> Iterator[dict]:
+    from fastwarc.warc import ArchiveIterator
+
+    # auto_decode off: the raw length tells a cut record; encodings are undone per record
+    records = iter(ArchiveIterator(reader, parse_http=True, auto_decode="none"))
+    while True:
+        record, failure = _fastwarc_next(records, reader, source)
+        if record is None:
+            if failure is not None:
+                yield failure
+            return
+        rtype = str(record.record_type)
+        stats.record_types[rtype] += 1
+        if rtype not in DOCUMENT_TYPES:
+            continue
+        headers = record.headers
+        base = _base(
+            record.record_id,
+            headers.get("WARC-Target-URI"),
+            headers.get("WARC-Date"),
+            rtype,
+            source,
+            record.stream_pos,
+        )
+        try:
+            row, stop = _fastwarc_row(record, base, params)
+        except Exception as err:  # a reader error inside the payload: the file is broken here
+            row, stop = _row(base, reason=CORRUPT, detail=f"{type(err).__name__}: {err}"), True
+        yield row
+        if stop:
+            return
+
+
+# ------------------------------------------------------------------------------ lenient WET reader
+
+
+def _is_lf_warc(head: bytes) -> bool:
+    first = head.split(b"\n", 1)[0]
+    return head.startswith(b"WARC/") and b"\n" in head and not first.endswith(b"\r")
+
+
+def _iter_lf_blocks(lines) -> Iterator[tuple[int, dict, list[bytes]]]:
+    """(offset, headers, body lines) per record, split on the version line.
+
+    Content-Length is not trusted here (CCNet's sample counts characters, not bytes), so a
+    body line that is exactly "WARC/1.0" would split a record: acceptable for plain text.
+    """
+    offset, pos, headers, body, in_headers = 0, 0, None, [], False
+    for line in lines:
+        start, pos = pos, pos + len(line)
+        stripped = line.rstrip(b"\r\n")
+        if stripped in (b"WARC/1.0", b"WARC/1.1"):
+            if headers is not None:
+                yield offset, headers, body
+            offset, headers, body, in_headers = start, {}, [], True
+        elif headers is None:
+            continue
+        elif in_headers and not stripped:
+            in_headers = False
+        elif in_headers:
+            key, _, value = stripped.decode("utf-8", errors="replace").partition(":")
+            headers[key.strip().lower()] = value.strip()
+        else:
+            body.append(line)
+    if headers is not None:
+        yield offset, headers, body
+
+
+def _iter_lf_wet(reader: _PeekedStream, source: str, params, stats) -> Iterator[dict]:
+    if reader.head.startswith(GZIP_MAGIC):
+        lines = gzip.GzipFile(fileobj=reader)
+    else:
+        lines = io.BufferedReader(_RawReader(reader))
+    blocks = _iter_lf_blocks(lines)
+    while True:
+        try:
+            offset, headers, body = next(blocks)
+        except StopIteration:
+            return
+        except (OSError, EOFError, zlib.error) as err:
+            base = _base(None, None, None, None, source, reader.tell())
+            yield _row(base, reason=TRUNCATED, detail=f"{type(err).__name__}: {err}")
+            return
+        rtype = headers.get("warc-type", "unknown")
+        stats.record_types[rtype] += 1
+        if rtype not in DOCUMENT_TYPES:
+            continue
+        base = _base(
+            headers.get("warc-record-id"),
+            headers.get("warc-target-uri"),
+            headers.get("warc-date"),
+            rtype,
+            source,
+            offset,
+        )
+        size = sum(len(line) for line in body)
+        if rtype == "response":
+            yield _row(base, reason=CORRUPT, detail="response record in a non-CRLF WARC file")
+        elif size > params.max_record_bytes:
+            yield _row(base, reason=TOO_LARGE, detail=f"{size} bytes")
+        else:
+            yield _wet_row(base, b"".join(body), params)
+
+
+class _RawReader(io.RawIOBase):
+    """io.RawIOBase face of _PeekedStream, so io.BufferedReader can split lines."""
+
+    def __init__(self, reader: _PeekedStream):
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._reader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def iter_records(
+    stream: BinaryIO, source: str, params: WarcParams | None = None, stats: WarcStats | None = None
+) -> Iterator[dict]:
+    """One row per response/conversion record of a WARC or WET stream (gzip or not).
+
+    Row keys: record_id, url, warc_date, record_type, text, html_lang, reject_reason,
+    reject_detail. `stats`, when given, is filled as the rows go. Never raises on bad data.
+    """
+    if not hasattr(stream, "read"):
+        raise TypeError(f"stream must be a binary file object, got {type(stream).__name__}")
+    params = params or WarcParams()
+    stats = stats if stats is not None else WarcStats()
+    reader = _PeekedStream(stream)
+    lenient = _is_lf_warc(plain_head(reader.head))
+    rows = (_iter_lf_wet if lenient else _iter_fastwarc)(reader, source, params, stats)
+    for row in rows:
+        if row["reject_reason"] is None:
+            stats.kept += 1
+        else:
+            stats.rejected[row["reject_reason"]] += 1
+        yield row

@@ -1,0 +1,152 @@
+"""`webscale-rl`: run the pipeline or one stage, show the config, query the lakehouse with SQL.
+
+Exit codes: 0 success, 1 failure (a clear message, no stack trace), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from webscale_rl.errors import WebscaleError
+
+EPILOG = """examples:
+  webscale-rl run                                  # every stage on the configured input
+  webscale-rl run --input 'data/*.warc.gz'
+  webscale-rl --lakehouse /tmp/lh stage ingest --input x.warc.gz --format warc
+  webscale-rl --set llm.engine=openai --set llm.base_url=http://host:8000/v1 run
+  webscale-rl sql "SELECT lang, count(*) FROM documents GROUP BY lang"
+  webscale-rl config show
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from webscale_rl.jobs.base import add_global_options, add_stage_io_options
+    from webscale_rl.jobs.pipeline import STAGES
+
+    p = argparse.ArgumentParser(
+        prog="webscale-rl",
+        description="Turn web pages into verifiable question-answer data for RL, as Spark jobs "
+        "over Delta tables, tracked in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_global_options(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run every stage in order",
+        description="Run every stage in order in one MLflow run (a nested run per stage).",
+        epilog="example: webscale-rl run --input '../shared/data/web/*.warc.gz'",
+    )
+    add_stage_io_options(run)
+    run.add_argument("--stages", help=f"comma-separated subset of: {', '.join(STAGES)}")
+
+    stage = sub.add_parser(
+        "stage",
+        help="run one stage",
+        description="Run one stage: it reads its input table(s), writes its output table and rejects.",
+        epilog="example: webscale-rl stage ingest --input x.warc.gz --format warc",
+    )
+    stage.add_argument("name", choices=list(STAGES), help="stage to run")
+    add_stage_io_options(stage)
+
+    cfg = sub.add_parser("config", help="show the resolved config", description="Config commands.")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
+    cfg_sub.add_parser(
+        "show",
+        help="print the resolved config as YAML",
+        epilog="example: webscale-rl --set seed=3 config show",
+    )
+
+    sql = sub.add_parser(
+        "sql",
+        help="run Spark SQL over the lakehouse tables",
+        description="Run one Spark SQL query; lakehouse tables are known by their names.",
+        epilog='example: webscale-rl sql "SELECT domain, count(*) FROM qa VERSION AS OF 0 GROUP BY domain"',
+    )
+    sql.add_argument("query", help="the SQL query")
+    sql.add_argument("--limit", type=int, default=100, help="rows to print (default 100)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(parser, args)
+    except WebscaleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(parser, args) -> int:
+    from webscale_rl.jobs.base import config_from_args, load_stage
+
+    if args.command == "config":
+        if args.config_command != "show":
+            parser.parse_args(["config", "--help"])
+            return 2
+        from webscale_rl.config import to_yaml
+
+        print(to_yaml(config_from_args(args)), end="")
+        return 0
+    if args.command == "stage":
+        module = load_stage(args.name)
+        cfg = config_from_args(args, module)
+        return _run(cfg, [args.name], title=f"stage {args.name}")
+    if args.command == "run":
+        cfg = config_from_args(args)
+        stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+        return _run(cfg, stages, title="pipeline")
+    if args.command == "sql":
+        cfg = config_from_args(args)
+        return _sql(cfg, args.query, args.limit)
+    parser.print_help()
+    return 2
+
+
+def _run(cfg, stages, title: str) -> int:
+    from webscale_rl import tracking
+    from webscale_rl.jobs import pipeline
+    from webscale_rl.session import get_spark
+
+    if stages:
+        unknown = [s for s in stages if s not in pipeline.STAGES]
+        if unknown:
+            raise WebscaleError(f"unknown stage(s) {unknown}; stages: {', '.join(pipeline.STAGES)}")
+    spark = get_spark(cfg)
+    with tracking.pipeline_run(cfg, title) as run_id:
+        cfg.run_id = run_id
+        results = pipeline.run(spark, cfg, stages)
+        from webscale_rl.summary import print_summary
+
+        print_summary(spark, cfg, results)
+    return 0
+
+
+def _sql(cfg, query: str, limit: int) -> int:
+    from webscale_rl.session import get_spark
+    from webscale_rl.tables import register_views
+
+    spark = get_spark(cfg)
+    register_views(spark, cfg)
+    try:
+        df = spark.sql(query)
+    except Exception as err:  # Spark's analysis errors are the useful part; drop the JVM trace
+        raise WebscaleError(f"SQL failed: {str(err).splitlines()[0][:500]}") from None
+    df.show(limit, truncate=80)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""One typed config for the whole pipeline.
+
+Read from YAML, overridden from the CLI with `--set section.key=value`. Every field has a
+documented default; an unknown key is rejected with a message naming it. Stage parameters are
+defined next to the code that uses them and composed here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from webscale_rl.errors import ConfigError
+
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+CATALOG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DEMO_INPUT = str(REPO_ROOT.parent / "shared" / "data" / "web" / "web_pages.warc.gz")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkSettings(Section):
+    master: str = Field(
+        "local[*]", description="Spark master for local runs; ignored on a cluster."
+    )
+    app_name: str = Field("webscale-rl", description="Spark application name for local runs.")
+    shuffle_partitions: int = Field(
+        8,
+        ge=1,
+        description="spark.sql.shuffle.partitions for local runs (clusters keep their own).",
+    )
+    driver_memory: str = Field("4g", description="Driver memory for local runs.")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark settings applied to local sessions only."
+    )
+
+
+class MLflowSettings(Section):
+    enabled: bool = Field(True, description="Track runs in MLflow.")
+    tracking_uri: str | None = Field(
+        None,
+        description="Tracking URI; default: $MLFLOW_TRACKING_URI, else a SQLite store "
+        "`mlflow.db` beside the lakehouse folder.",
+    )
+    experiment: str = Field("webscale-rl", description="MLflow experiment name.")
+
+
+class TableNames(Section):
+    """Logical table names. Locally each is a Delta path under the lakehouse; with `catalog` set,
+    a Unity Catalog table `catalog.schema.name`."""
+
+    documents: str = Field("documents", description="Ingested documents.")
+    rejects: str = Field(
+        "rejects", description="Every rejected row of every stage, with its reason."
+    )
+    filtered: str = Field(
+        "documents_filtered", description="Documents that passed quality and language filters."
+    )
+    deduped: str = Field(
+        "documents_deduped", description="Documents left after near-duplicate removal."
+    )
+    annotations: str = Field(
+        "annotations", description="LLM filter + domain and personas per document."
+    )
+    qa_candidates: str = Field(
+        "qa_candidates", description="Generated QA pairs, one per (document, persona)."
+    )
+    qa_verified: str = Field("qa_verified", description="QA pairs that passed the checks.")
+    qa_deduped: str = Field(
+        "qa_deduped", description="Verified QA pairs after question near-dedup."
+    )
+    qa_clean: str = Field("qa_clean", description="QA pairs after benchmark decontamination.")
+    qa: str = Field("qa", description="The published dataset.")
+
+    @field_validator("*")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        if not TABLE_NAME.match(v):
+            raise ValueError(
+                f"table name {v!r} must match {TABLE_NAME.pattern} (letters, digits, _)"
+            )
+        return v
+
+
+class IngestSettings(Section):
+    input: str | list[str] = Field(
+        DEFAULT_DEMO_INPUT,
+        description="Input path, glob or list of them (local, s3://, dbfs:/, abfss://, ...). "
+        "Default: the shared sample WARC, or the shipped sample corpus where that is missing.",
+    )
+    format: Literal["auto", "warc", "wet", "jsonl", "parquet", "delta"] = Field(
+        "auto", description="Input format; `auto` detects it from the file contents."
+    )
+    text_field: str = Field(
+        "text", description="Text column/field for jsonl, parquet and delta input."
+    )
+    url_field: str = Field(
+        "url", description="URL column/field for jsonl, parquet and delta input."
+    )
+    id_field: str = Field(
+        "id", description="Source id column/field, used in reject rows when present."
+    )
+    max_text_chars: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Longer texts are cut to this length at ingest (kept, flagged).",
+    )
+    max_record_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="WARC payloads above this size are rejected unread."
+    )
+    files_per_task: int = Field(1, ge=1, description="WARC/WET files parsed per Spark task.")
+
+
+class Config(Section):
+    lakehouse: str = Field(
+        "./lakehouse", description="Folder (or s3:// / dbfs:/ URI) holding Delta tables."
+    )
+    catalog: str | None = Field(
+        None, description="Unity Catalog `catalog.schema`; when set, tables are catalog tables."
+    )
+    run_id: str = Field(
+        "", description="Set by the runner to the MLflow run id; stored on every row."
+    )
+    seed: int = Field(0, description="Seed for every sampled choice, so runs are reproducible.")
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
+    tables: TableNames = Field(default_factory=TableNames)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, v: str | None) -> str | None:
+        if v is not None and not CATALOG_NAME.match(v):
+            raise ValueError(f"catalog {v!r} must look like `catalog.schema`")
+        return v
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value), the value read as YAML so numbers, bools and lists work."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key {where!r}")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    **top_level: Any,
+) -> Config:
+    """Defaults <- YAML file <- `--set` overrides <- explicit top-level values (e.g. lakehouse)."""
+    data: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        data = loaded
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_path(data, key, value)
+    for key, value in top_level.items():
+        if value is not None:
+            _set_path(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")
+
+
+def is_secret_key(key: str) -> bool:
+    """Keys that might hold a secret value. `*_env` and `*_scope` name where a secret lives, not it."""
+    k = key.lower()
+    if k.endswith(("_env", "_scope", "_name")):
+        return False
+    return any(w in k for w in SECRET_WORDS)
+
+
+def flatten(cfg: Config) -> dict[str, str]:
+    """Dotted key -> string value, secrets redacted: what goes to MLflow params."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+            return
+        last = prefix.rsplit(".", 1)[-1]
+        out[prefix] = "***" if is_secret_key(last) and node else str(node)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
+
+
+def to_yaml(cfg: Config) -> str:
+    data = cfg.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,304 @@
+"""Delta table I/O: where a logical table lives, reading it, and committing a stage's results.
+
+Every stage commits the same way (`commit_results`): its computed rows, kept and rejected, are
+first written once to a staging table, so an expensive UDF (an LLM call) is never evaluated
+twice; then kept rows are merged into the output table and rejected rows into `rejects`, both
+insert-only on deterministic ids, so a rerun after a crash duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from webscale_rl.config import TABLE_NAME, Config
+from webscale_rl.errors import WebscaleError
+from webscale_rl.schemas.tables import REJECTS
+
+REJECT_REASON = "_reject_reason"
+REJECT_DETAIL = "_reject_detail"
+ROW_ID = "_row_id"
+STATUS_COLUMNS = (REJECT_REASON, REJECT_DETAIL, ROW_ID)
+
+
+def _is_uri(path: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/", path))
+
+
+def lakehouse_root(cfg: Config) -> str:
+    root = cfg.lakehouse
+    return root.rstrip("/") if _is_uri(root) else os.path.abspath(root)
+
+
+def table_name(cfg: Config, logical: str) -> str:
+    """Logical name (`documents`) -> configured physical name (`documents`, or a renamed one)."""
+    name = getattr(cfg.tables, logical, None) or logical
+    if not TABLE_NAME.match(name):
+        raise WebscaleError(f"table name {name!r} is not a safe identifier")
+    return name
+
+
+def table_ref(cfg: Config, logical: str) -> str:
+    """A Delta path under the lakehouse, or `catalog.schema.table` when a catalog is configured."""
+    name = table_name(cfg, logical)
+    if cfg.catalog:
+        return f"{cfg.catalog}.{name}"
+    return f"{lakehouse_root(cfg)}/{name}"
+
+
+def is_catalog_ref(ref: str) -> bool:
+    return not ("/" in ref or ":" in ref)
+
+
+def exists(spark, ref: str) -> bool:
+    from delta.tables import DeltaTable
+
+    if is_catalog_ref(ref):
+        return spark.catalog.tableExists(ref)
+    return DeltaTable.isDeltaTable(spark, ref)
+
+
+def read(spark, ref: str, version: int | None = None):
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.table(ref) if is_catalog_ref(ref) else reader.load(ref)
+
+
+def delta_table(spark, ref: str):
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forName(spark, ref) if is_catalog_ref(ref) else DeltaTable.forPath(spark, ref)
+
+
+def version(spark, ref: str) -> int | None:
+    if not exists(spark, ref):
+        return None
+    row = delta_table(spark, ref).history(1).select("version").first()
+    return int(row[0]) if row else None
+
+
+def create_if_missing(spark, ref: str, schema, partition_by: list[str] | None = None) -> None:
+    if exists(spark, ref):
+        return
+    writer = spark.createDataFrame([], schema).write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    try:
+        writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref)
+    except Exception as err:
+        # Another run created it between our check and our write: that is fine.
+        if not exists(spark, ref):
+            raise WebscaleError(f"could not create table {ref}: {str(err)[:300]}") from None
+
+
+def check_columns(df, schema, what: str) -> None:
+    """Clear error naming the column when an input lacks a column or has the wrong type."""
+    have = {f.name: f.dataType for f in df.schema.fields}
+    for f in schema.fields:
+        if f.name not in have:
+            raise WebscaleError(
+                f"{what}: column {f.name!r} is missing (expected {f.dataType.simpleString()})"
+            )
+        if have[f.name] != f.dataType:
+            raise WebscaleError(
+                f"{what}: column {f.name!r} has type {have[f.name].simpleString()}, "
+                f"expected {f.dataType.simpleString()}"
+            )
+
+
+def conform(df, schema):
+    """Select exactly the schema's columns in its order, cast to its types."""
+    from pyspark.sql import functions as F
+
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def done_ids(spark, cfg: Config, stage: str, output_ref: str, key: str):
+    """Ids a stage already finished: in its output, or rejected by it. One column named `key`."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    if exists(spark, output_ref):
+        parts.append(read(spark, output_ref).select(F.col(key)))
+    rejects_ref = table_ref(cfg, "rejects")
+    if exists(spark, rejects_ref):
+        parts.append(
+            read(spark, rejects_ref)
+            .where(F.col("stage") == stage)
+            .select(F.col("row_id").alias(key))
+        )
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
+
+
+def pending(spark, cfg: Config, stage: str, input_df, output_ref: str, key: str):
+    """Input rows the stage has not finished yet: what a resumed run still has to do."""
+    finished = done_ids(spark, cfg, stage, output_ref, key)
+    if finished is None:
+        return input_df
+    return input_df.join(finished.distinct(), on=key, how="left_anti")
+
+
+@dataclass
+class CommitCounts:
+    rows_in: int = 0
+    rows_out: int = 0  # kept rows newly written
+    skipped: int = (
+        0  # kept rows the output already had (a rerun): rows_in = out + skipped + rejected
+    )
+    rejects: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+
+def staging_ref(cfg: Config, stage: str) -> str:
+    root = lakehouse_root(cfg) if not cfg.catalog else os.path.abspath(cfg.lakehouse)
+    return f"{root}/_staging/{stage}/{uuid.uuid4().hex}"
+
+
+def set_commit_metadata(spark, cfg: Config, stage: str) -> None:
+    """Every Delta commit of the stage carries the run id, so a table version leads back to its run."""
+    meta = json.dumps({"run_id": cfg.run_id, "stage": stage})
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta)
+
+
+def commit_results(
+    spark,
+    cfg: Config,
+    stage: str,
+    results,
+    output_ref: str,
+    schema,
+    key: str,
+    doc_id_col: str | None = "doc_id",
+    partition_by: list[str] | None = None,
+) -> CommitCounts:
+    """Write a stage's results once, then split them into its output table and `rejects`.
+
+    `results` holds the output schema's columns plus `_row_id` (the input row's id),
+    `_reject_reason` (null when kept) and `_reject_detail`. Kept rows sharing a key beyond the
+    first (by `_row_id`) are rejected as `duplicate_id`, so every input row is accounted for.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    set_commit_metadata(spark, cfg, stage)
+    stage_ref = staging_ref(cfg, stage)
+    keep_cols = [f.name for f in schema.fields]
+    staged = results.select(*keep_cols, *STATUS_COLUMNS)
+    staged.write.format("delta").mode("overwrite").save(stage_ref)
+    try:
+        staged = spark.read.format("delta").load(stage_ref)
+        first = Window.partitionBy(key).orderBy(F.col(ROW_ID))
+        ranked = staged.withColumn(
+            "_rank",
+            F.when(F.col(REJECT_REASON).isNull(), F.row_number().over(first)).otherwise(F.lit(1)),
+        )
+        ranked = ranked.withColumn(
+            REJECT_REASON,
+            F.when(F.col("_rank") > 1, F.lit("duplicate_id")).otherwise(F.col(REJECT_REASON)),
+        ).withColumn(
+            REJECT_DETAIL,
+            F.when(
+                F.col("_rank") > 1, F.concat(F.lit(f"same {key} as an earlier row: "), F.col(key))
+            ).otherwise(F.col(REJECT_DETAIL)),
+        )
+        counts = _count(ranked)
+        kept = conform(ranked.where(F.col(REJECT_REASON).isNull()), schema)
+        inserted = merge_new(spark, output_ref, kept, schema, [key], partition_by)
+        counts.skipped = counts.rows_out - inserted
+        counts.rows_out = inserted
+        rejected = ranked.where(F.col(REJECT_REASON).isNotNull()).select(
+            F.lit(stage).alias("stage"),
+            F.col(ROW_ID).alias("row_id"),
+            (F.col(doc_id_col) if doc_id_col else F.lit(None)).cast("string").alias("doc_id"),
+            F.col(REJECT_REASON).alias("reason"),
+            F.col(REJECT_DETAIL).alias("detail"),
+            F.lit(cfg.run_id).alias("run_id"),
+            F.current_timestamp().alias("rejected_at"),
+        )
+        write_rejects(spark, cfg, rejected)
+    finally:
+        _drop_path(spark, stage_ref)
+    return counts
+
+
+def _count(ranked) -> CommitCounts:
+    from pyspark.sql import functions as F
+
+    rows = ranked.groupBy(F.col(REJECT_REASON)).count().collect()
+    counts = CommitCounts()
+    for reason, n in rows:
+        counts.rows_in += n
+        if reason is None:
+            counts.rows_out += n
+        else:
+            counts.rejects[reason] = n
+    return counts
+
+
+def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None) -> int:
+    """Insert rows whose keys are not in the table yet (created if missing); returns rows inserted."""
+    create_if_missing(spark, ref, schema, partition_by)
+    cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    table = delta_table(spark, ref)
+    metrics = table.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    # Delta 4 returns the merge metrics as a one-row DataFrame.
+    row = metrics.first() if metrics is not None else None
+    if row is not None and "num_inserted_rows" in row.asDict():
+        return int(row["num_inserted_rows"])
+    hist = table.history(1).select("operationMetrics").first()
+    return int((hist[0] or {}).get("numTargetRowsInserted", 0))
+
+
+def write_rejects(spark, cfg: Config, rejected) -> None:
+    ref = table_ref(cfg, "rejects")
+    merge_new(spark, ref, rejected, REJECTS, ["stage", "row_id"], partition_by=["stage"])
+
+
+def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema) -> None:
+    """Replace a table's content in one new version (for whole-table stages such as publish)."""
+    set_commit_metadata(spark, cfg, stage)
+    writer = (
+        conform(df, schema)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+    )
+    writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref)
+
+
+def _drop_path(spark, path: str) -> None:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs.delete(hpath, True)
+
+
+def register_views(spark, cfg: Config) -> list[str]:
+    """Make every existing lakehouse table queryable by its plain name in Spark SQL."""
+    from webscale_rl.config import TableNames
+
+    names = []
+    for logical in TableNames.model_fields:
+        ref = table_ref(cfg, logical)
+        if cfg.catalog or not exists(spark, ref):
+            continue
+        name = table_name(cfg, logical)
+        if "'" in ref or "`" in ref:
+            raise WebscaleError(f"lakehouse path {ref!r} must not contain quotes")
+        # A session-catalog table (not a view), so `VERSION AS OF` time travel works in SQL.
+        spark.sql(f"DROP TABLE IF EXISTS `{name}`")
+        spark.sql(f"CREATE TABLE `{name}` USING DELTA LOCATION '{ref}'")
+        names.append(name)
+    return names
