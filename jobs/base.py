@@ -1,7 +1,9 @@
 """What every job shares: its command-line arguments, the session, tracking and the result.
 
 Each stage module defines `NAME`, `INPUT` and `OUTPUT` (logical table names; `INPUT` is None for
-ingest, which reads files) and `run(spark, cfg) -> StageResult`, and ends with
+ingest, which reads files), `KEY` (the id column of its input units and output rows; a stage whose
+input units are not rows of `INPUT`, such as generate's (document, persona) pairs, also defines
+`input_units(spark, cfg)`), and `run(spark, cfg) -> StageResult`, and ends with
 
     if __name__ == "__main__":
         main()
@@ -121,3 +123,78 @@ def stage_main_for(name: str):
         return cli_main(["stage", name, *(sys.argv[1:] if argv is None else argv)])
 
     return main
+
+
+def result_schema(schema):
+    """The output schema plus the status columns every stage's UDF returns."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    return StructType(
+        list(schema.fields)
+        + [
+            StructField(c, StringType(), True)
+            for c in ("_reject_reason", "_reject_detail", "_row_id")
+        ]
+    )
+
+
+def row_stage(
+    spark,
+    cfg: Config,
+    name: str,
+    input_logical: str,
+    output_logical: str,
+    schema,
+    key: str,
+    transform,
+    chunks: int = 1,
+    input_df=None,
+    metrics=None,
+) -> StageResult:
+    """Run a per-row stage: skip rows already done, transform the rest, commit each chunk.
+
+    `transform(pandas.DataFrame) -> pandas.DataFrame` runs on executors and returns the output
+    schema's columns plus `_row_id`, `_reject_reason`, `_reject_detail`. With `chunks > 1` the
+    pending rows are split by a hash of `key` and committed chunk by chunk, so a crash loses at
+    most one chunk of work (LLM stages journal even that).
+    """
+    from pyspark.sql import functions as F
+
+    from webscale_rl import tables
+
+    in_ref = tables.table_ref(cfg, input_logical)
+    out_ref = tables.table_ref(cfg, output_logical)
+    if input_df is None:
+        if not tables.exists(spark, in_ref):
+            raise WebscaleError(
+                f"stage {name}: input table {in_ref} does not exist; run the stage before it"
+            )
+        input_df = tables.read(spark, in_ref)
+    in_version = tables.version(spark, in_ref)
+    total = input_df.count()
+    todo = tables.pending(spark, cfg, name, input_df, out_ref, key)
+    out_schema = result_schema(schema)
+
+    def apply(batches):
+        for batch in batches:
+            yield transform(batch)
+
+    result = StageResult(stage=name, inputs={in_ref: in_version})
+    for i in range(chunks):
+        part = (
+            todo if chunks == 1 else todo.where(F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == i)
+        )
+        counts = tables.commit_results(
+            spark, cfg, name, part.mapInPandas(apply, out_schema), out_ref, schema, key=key
+        )
+        result.rows_in += counts.rows_in
+        result.rows_out += counts.rows_out
+        result.skipped += counts.skipped
+        for reason, n in counts.rejects.items():
+            result.rejects[reason] = result.rejects.get(reason, 0) + n
+    result.skipped += total - result.rows_in  # finished by an earlier run
+    result.rows_in = total
+    result.outputs = {out_ref: tables.version(spark, out_ref)}
+    if metrics:
+        result.metrics.update(metrics(result))
+    return result

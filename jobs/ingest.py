@@ -21,6 +21,7 @@ from webscale_rl.files import expand, is_local, local_path, read_head
 NAME = "ingest"
 INPUT = None
 OUTPUT = "documents"
+KEY = "doc_id"
 
 RAW_DDL = (
     "row_id string, source string, source_format string, source_id string, url string, "
@@ -82,14 +83,13 @@ def resolve_format(spark, cfg: Config, patterns: list[str]) -> tuple[str, list[s
     return kinds[0], files
 
 
-def _warc_reader(max_record_bytes: int):
+def _warc_reader(params):
     def parse(batches):
         import pandas as pd
-        from webscale_rl.udfs.warc import WarcParams, iter_records
+        from webscale_rl.udfs.warc import iter_records
 
         from webscale_rl.files import open_binary
 
-        params = WarcParams(max_record_bytes=max_record_bytes)
         for batch in batches:
             for path, fmt in zip(batch["path"], batch["format"], strict=True):
                 rows = []
@@ -98,7 +98,8 @@ def _warc_reader(max_record_bytes: int):
                         for rec in iter_records(stream, path, params):
                             rows.append(
                                 {
-                                    "row_id": rec.get("record_id") or f"{path}#{len(rows)}",
+                                    # record ids repeat in real files: the ordinal keeps rows unique
+                                    "row_id": f"{path}#{len(rows)}:{rec.get('record_id')}",
                                     "source": path,
                                     "source_format": fmt,
                                     "source_id": rec.get("record_id"),
@@ -181,7 +182,7 @@ def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
         paths = spark.createDataFrame([(f, fmt) for f in files], "path string, format string")
         n_tasks = max(1, len(files) // cfg.ingest.files_per_task)
         return paths.repartition(n_tasks, "path").mapInPandas(
-            _warc_reader(cfg.ingest.max_record_bytes), RAW_DDL
+            _warc_reader(cfg.ingest.warc), RAW_DDL
         )
     if fmt == "jsonl":
         lines = spark.read.text(files).select(

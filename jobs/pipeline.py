@@ -16,6 +16,7 @@ NAME = "pipeline"
 # stage name -> module under webscale_rl.jobs
 STAGES: dict[str, str] = {
     "ingest": "ingest",
+    "filter": "filter",
 }
 
 

@@ -317,7 +317,8 @@ def qa_texts(qa: Mapping[str, Any], check_fields: Sequence[Sequence[str]]) -> li
     """The texts of one QA row to check: each entry's columns joined by one space."""
     texts = []
     for cols in check_fields:
-        parts = [str(qa[c]) for c in cols if qa.get(c) is not None]
+        # Only strings count: a missing value may arrive from pandas as None or NaN.
+        parts = [qa[c] for c in cols if isinstance(qa.get(c), str)]
         if parts:
             texts.append(" ".join(parts))
     return texts

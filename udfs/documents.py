@@ -30,26 +30,31 @@ def detect_lang(text: str) -> tuple[str | None, float | None]:
     return lang, float(score)
 
 
+def _str(value) -> str | None:
+    """Arrow nulls arrive in pandas as None or NaN; only real strings count."""
+    return value if isinstance(value, str) else None
+
+
 def to_documents(raw: pd.DataFrame, max_text_chars: int, run_id: str) -> pd.DataFrame:
     """One output row per raw record: a document, or the record with its reject reason."""
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for rec in raw.to_dict("records"):
-        reason, detail = rec.get("reject_reason"), rec.get("reject_detail")
-        text = rec.get("text")
+        reason, detail = _str(rec.get("reject_reason")), _str(rec.get("reject_detail"))
+        text = _str(rec.get("text"))
         out = {
             "_row_id": rec["row_id"],
-            "url": rec.get("url"),
-            "source": rec.get("source"),
-            "source_format": rec.get("source_format"),
-            "source_id": rec.get("source_id"),
-            "warc_date": rec.get("warc_date"),
+            "url": _str(rec.get("url")),
+            "source": _str(rec.get("source")),
+            "source_format": _str(rec.get("source_format")),
+            "source_id": _str(rec.get("source_id")),
+            "warc_date": _str(rec.get("warc_date")),
             "ingested_at": now,
             "run_id": run_id,
             "truncated": False,
         }
         if reason is None:
-            if not isinstance(text, str):
+            if text is None:
                 reason, detail = "missing_text", "no text field or a non-string value"
             else:
                 text = clean_text(text)

@@ -23,14 +23,17 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
-
 from webscale_rl.udfs.llm_engine import LLMParams, resolve_api_key, sampling_for
 from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 
 # Errors worth another try: the server or the network may recover.
-_RETRY_EXCEPTIONS = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+_RETRY_EXCEPTIONS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+)
 _ERROR_SNIPPET_CHARS = 200
 
 

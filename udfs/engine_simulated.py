@@ -74,9 +74,13 @@ class SimulatedEngine:
         try:
             text = self._text_for(request)
         except Exception as e:  # noqa: BLE001 - a broken responder is a row error, like a real engine
-            return LLMResponse(request.request_id, None, prompt_tokens, error=f"responder_error: {e}")
+            return LLMResponse(
+                request.request_id, None, prompt_tokens, error=f"responder_error: {e}"
+            )
         if text is None:
-            return LLMResponse(request.request_id, None, prompt_tokens, error="no_scripted_response")
+            return LLMResponse(
+                request.request_id, None, prompt_tokens, error="no_scripted_response"
+            )
         finish = "stop"
         if estimate_tokens(text) > request.max_tokens:
             text, finish = text[: request.max_tokens * CHARS_PER_TOKEN], "length"

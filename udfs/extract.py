@@ -1,9 +1,9 @@
 """HTML -> main text.
 
 One entry point, `html_to_text`, with the extractor chosen by name so the pipeline config can
-switch it. The default was picked by `bench/extraction_eval.py` (see bench/README.md,
-"HTML extraction"): Resiliparse keeps most of trafilatura's quality at a many times higher
-page rate, which is what decides the cost of a Common Crawl-scale run.
+switch it. The default was picked by `bench/extraction_eval.py` (bench/README.md, "HTML
+extraction"): on trafilatura's gold snippets Resiliparse has the best recall (0.96) at 12x
+trafilatura's page rate; trafilatura has the better precision (0.91 vs 0.75) and F1.
 
 trafilatura and jusText are imported lazily: they are optional (dev) dependencies, and a
 cluster that only uses the default must not need them.

@@ -19,9 +19,10 @@ import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from webscale_rl.udfs.engine_rules import RuleEngineParams
+from webscale_rl.udfs.llm_types import Engine, LLMRequest
 
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.llm_types import Engine, LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ ENGINES = ("none", "vllm", "openai", "simulated")
 class LLMParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    rules: RuleEngineParams = Field(
+        default_factory=RuleEngineParams, description="Thresholds of the LLM-free rule engine ('none')."
+    )
     engine: Literal["none", "vllm", "openai", "simulated"] = Field(
         "none",
         description="'none' = LLM-free rule engine; 'vllm' = in-process vLLM on the task's GPUs; "
@@ -193,9 +197,11 @@ def clear_engine_cache() -> None:
 def _build(params: LLMParams) -> Engine:
     engine = _build_bare(params)
     if params.journal_dir:
-        from webscale_rl.udfs.llm_journal import ResponseJournal, journaled
+        from webscale_rl.udfs.llm_journal import ResponseJournal, journaled, spark_partition_scope
 
-        engine = journaled(engine, ResponseJournal(params.journal_dir))
+        # Request ids do not name the model, so answers of different models live apart.
+        journal = ResponseJournal(params.journal_dir).scoped(f"{params.engine}-{engine.model}")
+        engine = journaled(engine, journal, scope=spark_partition_scope)
     return engine
 
 

@@ -113,7 +113,7 @@ def normalize_for_dedup(text: str | None) -> str:
 
 def text_hash(text: str | None) -> int:
     """Signed 64-bit hash of the normalised text: equal values mark exact duplicates."""
-    return _signed(xxhash.xxh3_64_intdigest(normalize_for_dedup(text)))
+    return _signed(xxhash.xxh3_64_intdigest(normalize_for_dedup(text).encode()))
 
 
 def _signed(value: int) -> int:

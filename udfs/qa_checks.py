@@ -43,8 +43,17 @@ _PERCENT = re.compile(r"\s*(%|\bper\s?cent\b)", re.IGNORECASE)
 
 
 def _strip_punct(text: str) -> str:
-    # Unicode categories P* (punctuation) and S* (symbols) become spaces; letters/digits stay.
-    return "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)
+    # Unicode categories P* (punctuation) and S* (symbols) become spaces; letters/digits stay,
+    # and so does a decimal point or comma between digits ('4.2' must not yield a '2').
+    return "".join(
+        " "
+        if unicodedata.category(ch)[0] in "PS"
+        and not (
+            ch in ".," and 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
+        )
+        else ch
+        for i, ch in enumerate(text)
+    )
 
 
 def normalize(text: str) -> str:

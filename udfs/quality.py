@@ -23,14 +23,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import accumulate
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FAMILIES = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
 
 # One token = a run of word characters (keeping "3.14", "1,000", "10:30", "9/11", "U.S" and
-# "don't" whole, close
-# to spaCy's English tokenizer that datatrove uses), an ellipsis, or one other visible symbol.
+# "don't" whole, close to spaCy's English tokenizer that datatrove uses), an ellipsis, or one
+# other visible symbol.
 # Zero-width and BOM characters are neither, so they produce no token at all.
 _INVISIBLE = "\u00ad\u200b-\u200f\u2060\ufeff"
 _WORD_PATTERN = r"\w+(?:[.,:/'\u2019]\w+)*"
@@ -256,15 +258,19 @@ class QualityResult:
 
 @dataclass
 class _Views:
-    """Splits of one document, each computed once and shared by all families."""
+    """Splits of one document, each computed at most once and shared by all families."""
 
     text: str
-    tokens: list[str]  # words and symbol tokens
-    words: list[str]  # tokens with a word character
 
-    @classmethod
-    def of(cls, text: str) -> _Views:
-        return cls(text=text, tokens=_TOKEN_RE.findall(text), words=_WORD_RE.findall(text))
+    @cached_property
+    def tokens(self) -> list[str]:
+        """Words and symbol tokens."""
+        return _TOKEN_RE.findall(self.text)
+
+    @cached_property
+    def words(self) -> list[str]:
+        """Tokens with a word character."""
+        return _WORD_RE.findall(self.text)
 
 
 # ---------------------------------------------------------------- statistics per family
@@ -297,49 +303,70 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
 
 
 def _ngram_stats(tokens: list[str], text_len: int, top_ns, dup_ns) -> dict[str, float]:
-    """Gopher n-gram fractions, exact to datatrove's definitions.
+    """Gopher n-gram character fractions, exact to datatrove's definitions.
 
-    Top n-gram: characters of the most frequent n-gram (space-joined) times its count; ties go to
-    the first seen. Duplicated n-grams: scanning left to right, an n-gram already seen adds its
-    characters (joined without spaces) and the scan jumps past it. Only positions whose n-gram
-    occurs twice can matter, and a repeated (n+1)-gram starts with a repeated n-gram, so each
-    larger n only revisits the candidates of the smaller one.
+    Only n-grams occurring at least twice matter for both statistics, and an m-gram can only
+    repeat where the n-grams (n < m) at its start and end positions repeat. So the smallest n is
+    counted over all positions and each larger n only over the surviving candidate positions.
     """
-    stats = {}
-    n_tok = len(tokens)
     denom = max(text_len, 1)
-    for n in top_ns:
-        stats[f"top_{n}_gram_char_frac"] = _top_ngram_chars(tokens, n) / denom
-    prefix = [0]
-    for tok in tokens:
-        prefix.append(prefix[-1] + len(tok))
-    candidates = range(n_tok)
-    for n in dup_ns:
-        candidates = [i for i in candidates if i + n <= n_tok]
-        grams = [tuple(tokens[i : i + n]) for i in candidates]
+    prefix = list(accumulate(map(len, tokens), initial=0))  # characters before token i
+    stats: dict[str, float] = {}
+    candidates: list[int] | None = None  # None: every position
+    rep_set: set[int] = set()
+    prev_n = 0
+    for n in sorted(set(top_ns) | set(dup_ns)):
+        if candidates is None:
+            grams = list(zip(*(tokens[k:] for k in range(n)), strict=False))
+            positions: range | list[int] = range(len(grams))
+        else:
+            positions = [
+                i for i in candidates if i + n - prev_n in rep_set and i + n <= len(tokens)
+            ]
+            grams = [tuple(tokens[i : i + n]) for i in positions]
         counts = Counter(grams)
-        repeated = [(i, g) for i, g in zip(candidates, grams, strict=True) if counts[g] > 1]
-        seen: set[tuple[str, ...]] = set()
-        dup_chars, next_free = 0, 0
-        for i, gram in repeated:
-            if i < next_free:
-                continue
-            if gram in seen:
-                dup_chars += prefix[i + n] - prefix[i]
-                next_free = i + n
-            else:
-                seen.add(gram)
-        stats[f"dup_{n}_gram_char_frac"] = dup_chars / denom
+        repeated = [(i, g) for i, g in zip(positions, grams, strict=True) if counts[g] > 1]
+        if n in top_ns:
+            stats[f"top_{n}_gram_char_frac"] = _top_ngram_chars(repeated, counts, n, prefix) / denom
+        if n in dup_ns:
+            stats[f"dup_{n}_gram_char_frac"] = _dup_ngram_chars(repeated, n, prefix) / denom
         candidates = [i for i, _ in repeated]
+        rep_set = set(candidates)
+        prev_n = n
     return stats
 
 
-def _top_ngram_chars(tokens: list[str], n: int) -> int:
-    if len(tokens) < n:
+def _top_ngram_chars(repeated, counts: Counter, n: int, prefix: list[int]) -> int:
+    """Characters of the most frequent n-gram (space-joined) times its count.
+
+    Ties go to the first occurrence, like datatrove's Counter.most_common(1); when nothing
+    repeats, that is the document's first n-gram.
+    """
+    n_tokens = len(prefix) - 1
+    if n_tokens < n:
         return 0
-    counts = Counter(zip(*(tokens[k:] for k in range(n)), strict=False))
-    gram, count = counts.most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
+    if not repeated:
+        return prefix[n] + n - 1
+    top = max(counts.values())
+    first = next(i for i, g in repeated if counts[g] == top)
+    return (prefix[first + n] - prefix[first] + n - 1) * top
+
+
+def _dup_ngram_chars(repeated, n: int, prefix: list[int]) -> int:
+    """Characters (joined without spaces) of n-grams seen before, scanning left to right and
+    jumping past each duplicate, as datatrove's find_all_duplicate. Positions whose n-gram occurs
+    once never count nor matter later, so only the repeated positions are walked."""
+    seen: set[tuple[str, ...]] = set()
+    dup_chars, next_free = 0, 0
+    for i, gram in repeated:
+        if i < next_free:
+            continue
+        if gram in seen:
+            dup_chars += prefix[i + n] - prefix[i]
+            next_free = i + n
+        else:
+            seen.add(gram)
+    return dup_chars
 
 
 def gopher_repetition_stats(v: _Views, params: QualityParams) -> dict[str, float]:
@@ -527,7 +554,7 @@ def check_quality(text: str, params: QualityParams) -> QualityResult:
         text = text[: params.max_chars]
         stats["truncated"] = 1.0
 
-    views = _Views.of(text)
+    views = _Views(text)
     kept_text = text
     failure = None
     for family in params.enabled_rules:

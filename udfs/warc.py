@@ -22,8 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
 
 HEAD_BYTES = 64 * 1024
@@ -64,11 +63,12 @@ class WarcParams(BaseModel):
         "characters are U+FFFD replacement characters.",
     )
 
-    def model_post_init(self, _context) -> None:
-        if self.extractor not in EXTRACTORS:
-            raise ValueError(
-                f"unknown extractor {self.extractor!r}; choose one of {sorted(EXTRACTORS)}"
-            )
+    @field_validator("extractor")
+    @classmethod
+    def _known_extractor(cls, value: str) -> str:
+        if value not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {value!r}; choose one of {sorted(EXTRACTORS)}")
+        return value
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _looks_like_jsonl(text: bytes) -> bool:
 
 
 def sniff_format(head: bytes) -> str | None:
-    """"warc", "wet", "jsonl" or "parquet" from a file's first bytes (raw or gunzipped); else None."""
+    """ "warc", "wet", "jsonl" or "parquet" from a file's first bytes (raw or gunzipped); else None."""
     if head.startswith(b"PAR1"):
         return "parquet"
     text = plain_head(head).lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -257,7 +257,13 @@ def _replacement_ratio(text: str) -> float:
 
 
 def _row(base: dict, text: str | None = None, lang: str | None = None, reason=None, detail=None):
-    return {**base, "text": text, "html_lang": lang, "reject_reason": reason, "reject_detail": detail}
+    return {
+        **base,
+        "text": text,
+        "html_lang": lang,
+        "reject_reason": reason,
+        "reject_detail": detail,
+    }
 
 
 def _text_row(base: dict, text: str, lang: str | None, params: WarcParams) -> dict:
@@ -309,9 +315,21 @@ def _content_type(record) -> str:
     return (declared or "").split(";")[0].strip().lower()
 
 
+def _error_detail(err: BaseException) -> str:
+    """A reader error as reject detail; re-raises what must stop the process.
+
+    FastWARC raises OSError on broken input, and a pyo3 PanicException (a BaseException) on
+    stream errors: neither may escape a Spark task's iterator.
+    """
+    if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
+        raise err
+    return f"{type(err).__name__}: {err}"[:500]
+
+
 def _fastwarc_row(record, base: dict, params: WarcParams) -> tuple[dict, bool]:
     """(row, stop): stop when the record was cut short, i.e. the file ends here."""
     size = record.content_length
+    ctype = _content_type(record)
     if base["record_type"] == "response":
         if not record.is_http:
             detail = record.headers.get("Content-Type") or "no HTTP message"
@@ -319,7 +337,6 @@ def _fastwarc_row(record, base: dict, params: WarcParams) -> tuple[dict, bool]:
         status = record.http_headers.status_code
         if status != 200:
             return _row(base, reason=HTTP_STATUS, detail=str(status)), False
-        ctype = _content_type(record)
         if ctype and ctype not in HTML_TYPES:
             return _row(base, reason=NON_HTML, detail=ctype), False
     if size > params.max_record_bytes:
@@ -335,8 +352,9 @@ def _fastwarc_row(record, base: dict, params: WarcParams) -> tuple[dict, bool]:
     except Exception as err:  # a broken gzip/chunked body: this record only
         return _row(base, reason=CORRUPT, detail=f"HTTP body: {err}"), False
     if len(payload) > params.max_record_bytes:
-        return _row(base, reason=TOO_LARGE, detail=f"over {size} bytes decoded"), False
-    if not _content_type(record) and not payload.lstrip()[:1] == b"<":
+        detail = f"over {params.max_record_bytes} bytes once decoded"
+        return _row(base, reason=TOO_LARGE, detail=detail), False
+    if not ctype and not payload.lstrip()[:1] == b"<":
         return _row(base, reason=NON_HTML, detail="no content type, not markup"), False
     language = record.http_headers.get("Content-Language")
     return _html_row(base, payload, record.http_charset, language, params), False
@@ -349,12 +367,8 @@ def _fastwarc_next(records, reader: _PeekedStream, source: str):
     except StopIteration:
         return None, None
     except BaseException as err:
-        # FastWARC raises OSError on a broken header and a pyo3 PanicException (a
-        # BaseException) on stream errors; neither may escape a Spark task's iterator.
-        if isinstance(err, KeyboardInterrupt | SystemExit):
-            raise
         base = _base(None, None, None, None, source, reader.tell())
-        return None, _row(base, reason=CORRUPT, detail=f"{type(err).__name__}: {err}"[:500])
+        return None, _row(base, reason=CORRUPT, detail=_error_detail(err))
 
 
 def _iter_fastwarc(reader: _PeekedStream, source: str, params, stats) -> Iterator[dict]:
@@ -383,8 +397,8 @@ def _iter_fastwarc(reader: _PeekedStream, source: str, params, stats) -> Iterato
         )
         try:
             row, stop = _fastwarc_row(record, base, params)
-        except Exception as err:  # a reader error inside the payload: the file is broken here
-            row, stop = _row(base, reason=CORRUPT, detail=f"{type(err).__name__}: {err}"), True
+        except BaseException as err:  # a reader error inside the payload: the file ends here
+            row, stop = _row(base, reason=CORRUPT, detail=_error_detail(err)), True
         yield row
         if stop:
             return

@@ -69,7 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("query", help="the SQL query")
     sql.add_argument("--limit", type=int, default=100, help="rows to print (default 100)")
+    for module in extra_commands():
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=f"example: {module.EXAMPLE}",
+        )
+        module.add_arguments(cmd)
     return p
+
+
+def extra_commands():
+    import importlib
+
+    from webscale_rl.commands import COMMANDS
+
+    return [importlib.import_module(f"webscale_rl.commands.{name}") for name in COMMANDS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +127,9 @@ def _dispatch(parser, args) -> int:
     if args.command == "sql":
         cfg = config_from_args(args)
         return _sql(cfg, args.query, args.limit)
+    for module in extra_commands():
+        if module.NAME == args.command:
+            return module.run(args, config_from_args(args))
     parser.print_help()
     return 2
 

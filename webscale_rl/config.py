@@ -15,6 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from webscale_rl.errors import ConfigError
+from webscale_rl.udfs.langid import LangIdParams
+from webscale_rl.udfs.llm_engine import LLMParams
+from webscale_rl.udfs.llm_tasks import TaskParams
+from webscale_rl.udfs.quality import QualityParams
+from webscale_rl.udfs.warc import WarcParams
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 CATALOG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -112,10 +117,17 @@ class IngestSettings(Section):
         ge=1000,
         description="Longer texts are cut to this length at ingest (kept, flagged).",
     )
-    max_record_bytes: int = Field(
-        25 * 1024 * 1024, ge=1024, description="WARC payloads above this size are rejected unread."
+    warc: WarcParams = Field(
+        default_factory=WarcParams, description="WARC/WET reading and HTML extraction."
     )
     files_per_task: int = Field(1, ge=1, description="WARC/WET files parsed per Spark task.")
+
+
+class FilterSettings(Section):
+    langid: LangIdParams = Field(default_factory=LangIdParams, description="Language filter.")
+    quality: QualityParams = Field(
+        default_factory=QualityParams, description="Heuristic quality rules."
+    )
 
 
 class Config(Section):
@@ -133,6 +145,11 @@ class Config(Section):
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
     tables: TableNames = Field(default_factory=TableNames)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    filter: FilterSettings = Field(default_factory=FilterSettings)
+    llm: LLMParams = Field(default_factory=LLMParams, description="LLM engine for the LLM stages.")
+    tasks: TaskParams = Field(
+        default_factory=TaskParams, description="The LLM tasks: domains, personas, few-shot, QA checks."
+    )
 
     @field_validator("catalog")
     @classmethod
@@ -216,6 +233,19 @@ def is_secret_key(key: str) -> bool:
     return any(w in k for w in SECRET_WORDS)
 
 
+def redacted(cfg: Config) -> dict:
+    """The config as plain data with any secret-looking value replaced by `***`."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: ("***" if is_secret_key(str(k)) and v else walk(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(cfg.model_dump(mode="json"))
+
+
 def flatten(cfg: Config) -> dict[str, str]:
     """Dotted key -> string value, secrets redacted: what goes to MLflow params."""
     out: dict[str, str] = {}
@@ -224,14 +254,12 @@ def flatten(cfg: Config) -> dict[str, str]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-            return
-        last = prefix.rsplit(".", 1)[-1]
-        out[prefix] = "***" if is_secret_key(last) and node else str(node)
+        else:
+            out[prefix] = str(node)
 
-    walk("", cfg.model_dump(mode="json"))
+    walk("", redacted(cfg))
     return out
 
 
 def to_yaml(cfg: Config) -> str:
-    data = cfg.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.safe_dump(redacted(cfg), sort_keys=False)

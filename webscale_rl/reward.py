@@ -10,8 +10,8 @@ non-empty line), then compare it with the ground truth by answer type. Anything 
 scores 0.0: a reward function must never crash a training step.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: verl may load this file by path without registering
+# it in sys.modules, and dataclasses then cannot resolve string annotations.
 import math
 import re
 import string
@@ -19,6 +19,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -226,7 +227,8 @@ _TIMES_TEN_RE = re.compile(
 )
 
 
-class Quantity(BaseModel):
+@dataclass(frozen=True)
+class Quantity:
     """A parsed numeric answer.
 
     `written` is the number as stated (scale words applied: '1.2 million' -> 1.2e6); `value` is
@@ -287,8 +289,11 @@ def parse_number(text: str) -> Quantity | None:
         value *= _SCALE_WORDS[scale.group(1)]
         rest = rest[scale.end() :].strip()
         integer = False  # '1.2 million' is a rounded figure
+    if not percent and _PERCENT.match(rest):  # '79.6 billion percent'
+        percent = True
+        rest = _PERCENT.sub("", rest).strip()
     quantity = _with_unit(value, rest, currency, percent)
-    return quantity.model_copy(update={"integer": integer}) if quantity else None
+    return replace(quantity, integer=integer) if quantity else None
 
 
 def _leading_value(s: str) -> tuple[float | None, str]:
@@ -601,7 +606,7 @@ _SCORERS: dict[str, Callable[[str, str, RewardParams], float]] = {
 
 # LaTeX commands, powers, subscripts, algebra ('2x', 'p - q'), tuples and lists of numbers.
 _MATHY = re.compile(
-    r"\\[a-zA-Z]+|\^|_\{|_\d|[a-zA-Z]\s*[+\-*/=]|[+\-*/=]\s*[a-zA-Z]|\d[a-zA-Z]\b"
+    r"\\[a-zA-Z]+|\^|_\{|_\d|[a-zA-Z]\s*[+\-*/=]|[+\-*/=]\s*[a-zA-Z]|\d[a-rt-zA-Z]\b"
     r"|^[\[(].*,.*[\])]$|^-?\d+(?:\s*,\s*-?\d+)+$"
 )
 
@@ -651,12 +656,13 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
 
     `extra_info["answer_type"]` picks the comparison; without it the type is inferred from the
     gold. Keyword arguments named like RewardParams fields (rel_tol, f1_threshold,
-    partial_credit) tune it. Never raises.
+    partial_credit) tune it. Never raises on bad responses or gold answers; invalid settings
+    raise pydantic's ValidationError, since a silent all-zero reward would waste a whole run.
     """
+    params = _params_from(kwargs)
     try:
         if not isinstance(solution_str, str) or not isinstance(ground_truth, str | int | float):
             return 0.0
-        params = _params_from(kwargs)
         answer_type = extra_info.get("answer_type") if isinstance(extra_info, dict) else None
         pred = extract_answer(solution_str)[:MAX_ANSWER_CHARS]
         gold = _clean(str(ground_truth)[:MAX_ANSWER_CHARS])

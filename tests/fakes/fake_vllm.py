@@ -102,7 +102,9 @@ def install(monkeypatch, api: str = "current") -> Recorder:
     sampling_module.__doc__ = "Test double of vllm.sampling_params."
     sampling_module.SamplingParams = SamplingParams
     if api == "current":
-        sampling_module.StructuredOutputsParams = type("StructuredOutputsParams", (_SchemaParams,), {})
+        sampling_module.StructuredOutputsParams = type(
+            "StructuredOutputsParams", (_SchemaParams,), {}
+        )
     elif api == "previous":
         sampling_module.GuidedDecodingParams = type("GuidedDecodingParams", (_SchemaParams,), {})
 

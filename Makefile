@@ -1,0 +1,47 @@
+# The two commands: `make demo` and `make test`. Each does all set-up on a fresh machine first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_INPUT ?=
+LAKEHOUSE ?= ./lakehouse
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup java lint format bench clean
+
+setup: $(STAMP) java
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "webscale-rl needs Python 3.11+, found " + sys.version' 
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Spark needs a JDK; install Debian's when it is missing and we may (root with apt-get).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && apt-get install -y -q openjdk-17-jre-headless; \
+	  else echo "Java 17+ is required: install a JDK and re-run" >&2; exit 1; fi; }
+
+demo: setup
+	$(PY) -m webscale_rl.cli --lakehouse $(LAKEHOUSE) run $(if $(DEMO_INPUT),--input $(DEMO_INPUT))
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: setup lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf lakehouse mlflow.db mlruns spark-warehouse build dist *.egg-info

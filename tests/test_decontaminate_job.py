@@ -1,0 +1,149 @@
+"""The decontaminate job on local Spark + Delta: real benchmark items planted in a QA table."""
+
+import json
+
+import pytest
+from webscale_rl.jobs import decontaminate
+from webscale_rl.udfs.decontam import (
+    BenchmarkSpec,
+    DecontamParams,
+    default_benchmarks,
+    normalize,
+)
+
+from webscale_rl import tables
+from webscale_rl.config import load_config
+from webscale_rl.errors import WebscaleError
+
+USED = {"gsm8k", "mmlu_stem", "bbh", "humaneval"}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from webscale_rl.session import get_spark
+
+    cfg = load_config(None, ["spark.master=local[2]", "spark.shuffle_partitions=2"])
+    return get_spark(cfg)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config(None, ["mlflow.enabled=false"], lakehouse=str(tmp_path / "lake"))
+
+
+@pytest.fixture(scope="module")
+def params(shared_data):
+    return DecontamParams(
+        data_root=str(shared_data / "benchmarks"),
+        benchmarks=[b for b in default_benchmarks() if b.name in USED],
+    )
+
+
+def line(path, row):
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for i, text in enumerate(fh):
+            if i == row:
+                return json.loads(text)
+    raise IndexError(row)
+
+
+def qa_rows(root):
+    """(QA rows, {qa_id: (benchmark, item_id)} of the planted ones)."""
+    g0, g7 = line(root / "gsm8k/test.jsonl", 0), line(root / "gsm8k/test.jsonl", 7)
+    mm = line(root / "mmlu_stem/test.jsonl", 7)
+    he = line(root / "humaneval/HumanEval.jsonl.gz", 0)
+    date = json.loads((root / "bbh/date_understanding.json").read_text())["examples"][3]["input"]
+    planted = {
+        "p1": (g0["question"], "18", ("gsm8k", "0")),
+        "p2": ("A puzzle from a forum. " + g7["question"].upper(), None, ("gsm8k", "7")),
+        "p3": (mm["question"], "Photosynthesis", ("mmlu_stem", "7")),
+        "p4": (date, "(E)", ("bbh", "date_understanding/examples[3].input")),
+        "p5": ("Complete this function.", he["prompt"], ("humaneval", he["task_id"])),
+    }
+    benign = {
+        "b1": ("How many kilometres long is the new river bicycle lane?", "12 kilometres"),
+        "b2": ("Which enzyme unwinds DNA ahead of the replication fork?", "Helicase"),
+        "b3": ("In which year did the village school first open, per the article?", None),
+    }
+    rows = [(k, q, a) for k, (q, a, _) in planted.items()] + [
+        (k, q, a) for k, (q, a) in benign.items()
+    ]
+    return rows, {k: hit for k, (_, _, hit) in planted.items()}, set(benign)
+
+
+def write_input(spark, cfg, rows):
+    from pyspark.sql import functions as F
+
+    data = [(qa_id, f"d-{qa_id}", q, a) for qa_id, q, a in rows]
+    df = spark.createDataFrame(data, "qa_id string, doc_id string, question string, answer string")
+    # The other QA columns are null: decontamination neither reads nor changes them.
+    df = df.select(
+        [
+            F.col(f.name) if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in decontaminate.SCHEMA.fields
+        ]
+    )
+    df.write.format("delta").save(tables.table_ref(cfg, decontaminate.INPUT))
+
+
+def decontam_rejects(spark, cfg):
+    rejects = tables.read(spark, tables.table_ref(cfg, "rejects"))
+    rows = rejects.where("stage = 'decontaminate'").collect()
+    return {r["row_id"]: (r["reason"], json.loads(r["detail"]), r["doc_id"]) for r in rows}
+
+
+def test_job_writes_clean_table_rejects_with_item_and_ngram_and_reruns_idempotently(
+    spark, cfg, params, shared_data
+):
+    rows, planted, benign = qa_rows(shared_data / "benchmarks")
+    write_input(spark, cfg, rows)
+
+    result = decontaminate.run(spark, cfg, params)
+
+    assert result.rows_in == len(rows) and result.rows_out == len(benign)
+    expected_reasons = {}
+    for bench, _ in planted.values():
+        expected_reasons[f"contaminated:{bench}"] = (
+            expected_reasons.get(f"contaminated:{bench}", 0) + 1
+        )
+    assert result.rejects == expected_reasons
+    clean = tables.read(spark, tables.table_ref(cfg, decontaminate.OUTPUT))
+    assert clean.columns == [f.name for f in decontaminate.SCHEMA.fields]
+    assert {r["qa_id"] for r in clean.collect()} == benign
+
+    rejected = decontam_rejects(spark, cfg)
+    assert set(rejected) == set(planted)
+    texts = {qa_id: " ".join(normalize(f"{q} {a or ''}")) for qa_id, q, a in rows}
+    for qa_id, (bench, item) in planted.items():
+        reason, detail, doc_id = rejected[qa_id]
+        assert reason == f"contaminated:{bench}" and doc_id == f"d-{qa_id}"
+        assert (detail["benchmark"], detail["item_id"]) == (bench, item)
+        assert detail["ngram"] and detail["ngram"] in texts[qa_id]
+
+    # A rerun finds every row decided and checks nothing twice.
+    again = decontaminate.run(spark, cfg, params)
+    assert (again.rows_in, again.rows_out, again.rejected) == (0, 0, 0)
+    assert tables.read(spark, tables.table_ref(cfg, decontaminate.OUTPUT)).count() == len(benign)
+    assert len(decontam_rejects(spark, cfg)) == len(planted)
+
+
+def test_missing_benchmark_fails_before_writing(spark, cfg, params, shared_data):
+    rows, _, _ = qa_rows(shared_data / "benchmarks")
+    write_input(spark, cfg, rows)
+    broken = params.model_copy(
+        update={"benchmarks": [BenchmarkSpec(name="gone", path="gone/x.jsonl", fields=["q"])]}
+    )
+    with pytest.raises(WebscaleError, match="gone"):
+        decontaminate.run(spark, cfg, broken)
+    assert not tables.exists(spark, tables.table_ref(cfg, decontaminate.OUTPUT))
+
+
+def test_check_fields_must_name_qa_columns(spark, cfg, params, shared_data):
+    rows, _, _ = qa_rows(shared_data / "benchmarks")
+    write_input(spark, cfg, rows)
+    bad = params.model_copy(update={"check_fields": [["prompt"]]})
+    with pytest.raises(WebscaleError, match="prompt"):
+        decontaminate.run(spark, cfg, bad)
