@@ -16,8 +16,9 @@ import random
 import time
 from pathlib import Path
 
-from webscale_rl.ids import stable_hash
 from webscale_rl.udfs.minhash import MinHashParams, jaccard, reference_clusters, shingle_set
+
+from webscale_rl.ids import stable_hash
 
 WARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "web" / "web_pages.warc.gz"
 TARGETS = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3]
@@ -99,7 +100,9 @@ def mutate(text: str, target: float, rng: random.Random, vocab: list[str]) -> st
             hi = mid
     best = min(
         (k for k in (lo - 1, lo) if k >= 0),
-        key=lambda k: abs(jaccard(original, shingle_set(" ".join(_apply(words, ops[:k])))) - target),
+        key=lambda k: abs(
+            jaccard(original, shingle_set(" ".join(_apply(words, ops[:k])))) - target
+        ),
     )
     return " ".join(_surface_noise(rng, _apply(words, ops[:best])))
 

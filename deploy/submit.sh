@@ -4,12 +4,13 @@
 #   deploy/submit.sh --master spark://host:7077 stage ingest --input 's3://bucket/*.warc.gz'
 #   deploy/submit.sh --master yarn --conf spark.executor.memory=8g run --input data/x.warc.gz
 #   deploy/submit.sh --master local[2] --dry-run stage filter     # print the command only
+#   deploy/submit.sh --build-only                                   # build; print the wheel path
 #
 # Options before the command are this script's; everything after `stage NAME` / `run` goes to
 # the job unchanged. Environment: PYTHON (builds the wheel and reads the delta-spark version;
 # default .venv/bin/python, else python3), SPARK_SUBMIT (default: spark-submit on PATH, else the
 # one inside PYTHON's pyspark), DIST_DIR (where the wheel goes; default <repo>/dist),
-# WHEEL (use this wheel instead of building one).
+# WHEEL (use this wheel instead of building one). The wheel goes to --py-files as a .zip copy.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,7 @@ usage() {
 
 MASTER=""
 DRY_RUN=0
+BUILD_ONLY=0
 EXTRA=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -29,15 +31,20 @@ while [[ $# -gt 0 ]]; do
     --deploy-mode|--executor-memory|--driver-memory|--num-executors|--executor-cores|--total-executor-cores)
       EXTRA+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --build-only) BUILD_ONLY=1; shift ;;
     -h|--help) usage ;;
     stage|run) break ;;
     *) echo "submit.sh: unknown option $1 (expected --master URL, --conf K=V, then stage NAME | run)" >&2; exit 2 ;;
   esac
 done
-[[ -n "$MASTER" ]] || { echo "submit.sh: --master is required (spark://host:7077, yarn, local[2], ...)" >&2; exit 2; }
-[[ $# -gt 0 ]] || { echo "submit.sh: say what to run: stage NAME | run" >&2; exit 2; }
+if [[ $BUILD_ONLY == 1 ]]; then
+  : # nothing to submit
+elif [[ -z "$MASTER" ]]; then
+  echo "submit.sh: --master is required (spark://host:7077, yarn, local[2], ...)" >&2; exit 2
+fi
+[[ $BUILD_ONLY == 1 || $# -gt 0 ]] || { echo "submit.sh: say what to run: stage NAME | run" >&2; exit 2; }
 
-COMMAND="$1"; shift
+COMMAND="${1:-}"; [[ $# -gt 0 ]] && shift
 if [[ "$COMMAND" == stage ]]; then
   STAGE="${1:-}"
   [[ -n "$STAGE" ]] || { echo "submit.sh: stage needs a NAME" >&2; exit 2; }
@@ -80,6 +87,14 @@ if [[ -z "${WHEEL:-}" ]]; then
     [[ -f "$WHEEL" ]] || { echo "submit.sh: wheel build did not produce $WHEEL" >&2; exit 1; }
   fi
 fi
+# PySpark puts --py-files on the executors' sys.path only for .zip/.egg/.jar names, and a wheel
+# is a zip: ship the same bytes under a .zip name so driver and executors import the package.
+PY_FILES="${WHEEL%.whl}.zip"
+[[ $DRY_RUN == 1 ]] || cp "$WHEEL" "$PY_FILES"
+if [[ $BUILD_ONLY == 1 ]]; then
+  echo "$WHEEL"
+  exit 0
+fi
 
 CMD=(
   "$SPARK_SUBMIT"
@@ -88,7 +103,7 @@ CMD=(
   --packages "io.delta:delta-spark_2.13:$DELTA_VERSION"
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog
-  --py-files "$WHEEL"
+  --py-files "$PY_FILES"
   "${EXTRA[@]}"
   "$JOB"
   "$@"

@@ -19,16 +19,15 @@ from webscale_rl.errors import WebscaleError
 NAME = "decontaminate"
 INPUT = "qa_deduped"
 OUTPUT = "qa_clean"
+KEY = "qa_id"
 
 # Decontamination drops rows and changes no column: the clean table has the verified QA layout.
-# (Until schemas/tables.py names a `qa_clean` schema of its own.)
-SCHEMA = schemas.BY_NAME.get("qa_clean", schemas.QA_VERIFIED)
+SCHEMA = schemas.QA_CLEAN
 HIT_DDL = "benchmark string, item_id string, ngram string"
 
 
 def params_of(cfg: Config) -> DecontamParams:
-    # Until the pipeline config has a `decontam` section, the defaults apply.
-    return getattr(cfg, "decontam", None) or DecontamParams()
+    return cfg.decontam
 
 
 def _checker(broadcast_index, n: int, check_fields: list[list[str]]):
@@ -50,10 +49,8 @@ def _checker(broadcast_index, n: int, check_fields: list[list[str]]):
     return check
 
 
-def mark_contaminated(df, broadcast_index, params: DecontamParams):
-    """The QA rows with the stage's status columns: contaminated rows carry a reject reason."""
-    from pyspark.sql import functions as F
-
+def checked_columns(df, params: DecontamParams) -> list[str]:
+    """The QA columns the check reads; a clear error when check_fields names a missing one."""
     columns = sorted({c for cols in params.check_fields for c in cols})
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -61,6 +58,14 @@ def mark_contaminated(df, broadcast_index, params: DecontamParams):
             f"decontam.check_fields names column(s) {missing} that the QA table lacks "
             f"(columns: {', '.join(df.columns)})"
         )
+    return columns
+
+
+def mark_contaminated(df, broadcast_index, params: DecontamParams):
+    """The QA rows with the stage's status columns: contaminated rows carry a reject reason."""
+    from pyspark.sql import functions as F
+
+    columns = checked_columns(df, params)
     check = _checker(broadcast_index, params.n, params.check_fields)
     hit = F.col("_hit")
     found = hit["benchmark"].isNotNull()
@@ -84,6 +89,7 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     in_version = tables.version(spark, in_ref)
     qa = tables.read(spark, in_ref, in_version)
     tables.check_columns(qa, SCHEMA, f"decontaminate input {in_ref}")
+    checked_columns(qa, params)  # fail before the index is built
 
     index = build_ngram_index(params.benchmarks, params.n, params.data_root)
     broadcast_index = spark.sparkContext.broadcast(index)

@@ -117,6 +117,9 @@ QA = StructType(
     ]
 )
 
+QA_DEDUPED = QA_VERIFIED
+QA_CLEAN = QA_VERIFIED
+
 BY_NAME = {
     "documents": DOCUMENTS,
     "rejects": REJECTS,
@@ -125,5 +128,7 @@ BY_NAME = {
     "annotations": ANNOTATIONS,
     "qa_candidates": QA_CANDIDATES,
     "qa_verified": QA_VERIFIED,
+    "qa_deduped": QA_DEDUPED,
+    "qa_clean": QA_CLEAN,
     "qa": QA,
 }

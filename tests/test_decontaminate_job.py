@@ -15,7 +15,8 @@ from webscale_rl import tables
 from webscale_rl.config import load_config
 from webscale_rl.errors import WebscaleError
 
-USED = {"gsm8k", "mmlu_stem", "bbh", "humaneval"}
+# BBH and the rest are covered by tests/test_decontam.py; a smaller index keeps this test quick.
+USED = {"gsm8k", "mmlu_stem", "humaneval"}
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,10 @@ def qa_rows(root):
     g0, g7 = line(root / "gsm8k/test.jsonl", 0), line(root / "gsm8k/test.jsonl", 7)
     mm = line(root / "mmlu_stem/test.jsonl", 7)
     he = line(root / "humaneval/HumanEval.jsonl.gz", 0)
-    date = json.loads((root / "bbh/date_understanding.json").read_text())["examples"][3]["input"]
     planted = {
         "p1": (g0["question"], "18", ("gsm8k", "0")),
         "p2": ("A puzzle from a forum. " + g7["question"].upper(), None, ("gsm8k", "7")),
         "p3": (mm["question"], "Photosynthesis", ("mmlu_stem", "7")),
-        "p4": (date, "(E)", ("bbh", "date_understanding/examples[3].input")),
         "p5": ("Complete this function.", he["prompt"], ("humaneval", he["task_id"])),
     }
     benign = {
@@ -144,6 +143,8 @@ def test_missing_benchmark_fails_before_writing(spark, cfg, params, shared_data)
 def test_check_fields_must_name_qa_columns(spark, cfg, params, shared_data):
     rows, _, _ = qa_rows(shared_data / "benchmarks")
     write_input(spark, cfg, rows)
-    bad = params.model_copy(update={"check_fields": [["prompt"]]})
+    # Checked before the index is built: the broken benchmark is never reached.
+    gone = BenchmarkSpec(name="gone", path="gone/x.jsonl", fields=["q"])
+    bad = params.model_copy(update={"check_fields": [["prompt"]], "benchmarks": [gone]})
     with pytest.raises(WebscaleError, match="prompt"):
         decontaminate.run(spark, cfg, bad)

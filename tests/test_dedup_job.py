@@ -62,7 +62,11 @@ def corpus(pages):
     # Planted: an exact duplicate (only case and punctuation differ, shorter so not kept),
     # a near duplicate of the same page, and a near duplicate of another page.
     exact = pages[0].replace(",", "").replace(".", "").lower()
-    rows += [("x_exact", exact), ("x_near", near_copy(pages[0], 1)), ("a_near", near_copy(pages[1], 2))]
+    rows += [
+        ("x_exact", exact),
+        ("x_near", near_copy(pages[0], 1)),
+        ("a_near", near_copy(pages[1], 2)),
+    ]
     # Two distinct pages sharing a long boilerplate footer: both must stay.
     rows += [("b1", pages[6] + "\n" + BOILERPLATE), ("b2", pages[7] + "\n" + BOILERPLATE)]
     longest = {k: t for k, t in rows}
@@ -86,7 +90,9 @@ def write_table(spark, cfg, logical, schema, rows_by_column):
     )
     df = df.select(
         [
-            F.col(f.name).cast(f.dataType) if f.name in cols else F.lit(None).cast(f.dataType).alias(f.name)
+            F.col(f.name).cast(f.dataType)
+            if f.name in cols
+            else F.lit(None).cast(f.dataType).alias(f.name)
             for f in schema.fields
         ]
     )
@@ -104,7 +110,9 @@ def test_documents_dedup_finds_planted_duplicates_and_matches_reference(spark, c
     assert len(pages) >= 8
     rows, expected = corpus(pages)
     assert jaccard(shingle_set(rows[-1][1]), shingle_set(rows[-2][1])) < 0.8  # boilerplate pair
-    write_table(spark, cfg, "filtered", schemas.FILTERED, [{"doc_id": i, "text": t} for i, t in rows])
+    write_table(
+        spark, cfg, "filtered", schemas.FILTERED, [{"doc_id": i, "text": t} for i, t in rows]
+    )
     params = MinHashParams()
 
     result = dedup.run(spark, cfg, params)
@@ -145,7 +153,9 @@ def test_question_dedup_uses_the_same_job(spark, cfg):
     rows = [{"qa_id": k, "doc_id": f"d-{k}", "question": q} for k, q in questions.items()]
     write_table(spark, cfg, "qa_verified", schemas.QA_VERIFIED, rows)
     # Short texts: 2-word shingles, keep the smallest id.
-    params = MinHashParams(text_column="question", ngram=2, keep="smallest_id", verify_threshold=0.7)
+    params = MinHashParams(
+        text_column="question", ngram=2, keep="smallest_id", verify_threshold=0.7
+    )
 
     dedup.run(spark, cfg, params, target=dedup.QUESTIONS)
     out, rej = outcome(spark, cfg, dedup.QUESTIONS)

@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 from pydantic import ValidationError
-
 from webscale_rl.udfs.minhash import (
     EMPTY,
     MinHashParams,
@@ -54,7 +53,9 @@ def test_identical_texts_have_identical_signatures_and_bands():
 
 def test_case_punctuation_and_digit_variants_map_together():
     base = "The 3 quick brown foxes jumped over 12 lazy dogs in 1999, said the report today."
-    variant = "the 7 QUICK brown foxes -- jumped over 45 lazy dogs in 2023; said the Report... today"
+    variant = (
+        "the 7 QUICK brown foxes -- jumped over 45 lazy dogs in 2023; said the Report... today"
+    )
     other = "A completely different sentence about cooking pasta with fresh tomatoes and basil."
     sigs = signatures([base, variant, other])
     assert np.array_equal(sigs[0], sigs[1])

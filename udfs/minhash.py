@@ -40,10 +40,16 @@ class MinHashParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_perm: int = Field(112, ge=1, description="MinHash permutations; must equal bands * rows.")
-    bands: int = Field(14, ge=1, description="LSH bands: a pair is a candidate if any band matches.")
-    rows: int = Field(8, ge=1, description="Signature rows per band; threshold ~ (1/bands)**(1/rows).")
+    bands: int = Field(
+        14, ge=1, description="LSH bands: a pair is a candidate if any band matches."
+    )
+    rows: int = Field(
+        8, ge=1, description="Signature rows per band; threshold ~ (1/bands)**(1/rows)."
+    )
     ngram: int = Field(5, ge=1, description="Words per shingle.")
-    seed: int = Field(1, ge=0, description="Seed of the permutations; must not change between runs.")
+    seed: int = Field(
+        1, ge=0, description="Seed of the permutations; must not change between runs."
+    )
     verify: bool = Field(True, description="Check candidate pairs with the exact shingle Jaccard.")
     verify_threshold: float = Field(
         0.8, gt=0.0, le=1.0, description="Minimum exact Jaccard for a verified duplicate pair."
@@ -52,7 +58,8 @@ class MinHashParams(BaseModel):
         "longest", description="Which member of a cluster survives; ties go to the smallest id."
     )
     quality_column: str = Field(
-        "quality_score", description="Numeric column ranked (higher is better) by keep=best_quality."
+        "quality_score",
+        description="Numeric column ranked (higher is better) by keep=best_quality.",
     )
     text_column: str = Field("text", description="Column whose text is deduplicated.")
 

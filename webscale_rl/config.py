@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from webscale_rl.errors import ConfigError
+from webscale_rl.udfs.decontam import DecontamParams
 from webscale_rl.udfs.langid import LangIdParams
 from webscale_rl.udfs.llm_engine import LLMParams
 from webscale_rl.udfs.llm_tasks import TaskParams
@@ -149,6 +150,9 @@ class Config(Section):
     llm: LLMParams = Field(default_factory=LLMParams, description="LLM engine for the LLM stages.")
     tasks: TaskParams = Field(
         default_factory=TaskParams, description="The LLM tasks: domains, personas, few-shot, QA checks."
+    )
+    decontam: DecontamParams = Field(
+        default_factory=DecontamParams, description="Benchmark n-gram decontamination."
     )
 
     @field_validator("catalog")

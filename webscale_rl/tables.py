@@ -215,7 +215,7 @@ def commit_results(
         )
         counts = _count(ranked)
         kept = conform(ranked.where(F.col(REJECT_REASON).isNull()), schema)
-        inserted = merge_new(spark, output_ref, kept, schema, [key], partition_by)
+        inserted = merge_new(spark, output_ref, kept, schema, [key], partition_by, n_rows=counts.rows_out)
         counts.skipped = counts.rows_out - inserted
         counts.rows_out = inserted
         rejected = ranked.where(F.col(REJECT_REASON).isNotNull()).select(
@@ -227,7 +227,7 @@ def commit_results(
             F.lit(cfg.run_id).alias("run_id"),
             F.current_timestamp().alias("rejected_at"),
         )
-        write_rejects(spark, cfg, rejected)
+        write_rejects(spark, cfg, rejected, n_rows=counts.rejected)
     finally:
         _drop_path(spark, stage_ref)
     return counts
@@ -247,8 +247,22 @@ def _count(ranked) -> CommitCounts:
     return counts
 
 
-def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None) -> int:
-    """Insert rows whose keys are not in the table yet (created if missing); returns rows inserted."""
+def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n_rows=None) -> int:
+    """Insert rows whose keys are not in the table yet; returns the number of rows inserted.
+
+    A missing table is created by a plain write of `df` (no merge needed; `n_rows` is its known
+    row count). If another run creates it first, Delta refuses our version 0 and we merge.
+    """
+    if n_rows is not None and not exists(spark, ref):
+        writer = df.write.format("delta").mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref)
+            return n_rows
+        except Exception:
+            if not exists(spark, ref):
+                raise
     create_if_missing(spark, ref, schema, partition_by)
     cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     table = delta_table(spark, ref)
@@ -261,9 +275,9 @@ def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None) -
     return int((hist[0] or {}).get("numTargetRowsInserted", 0))
 
 
-def write_rejects(spark, cfg: Config, rejected) -> None:
+def write_rejects(spark, cfg: Config, rejected, n_rows: int | None = None) -> int:
     ref = table_ref(cfg, "rejects")
-    merge_new(spark, ref, rejected, REJECTS, ["stage", "row_id"], partition_by=["stage"])
+    return merge_new(spark, ref, rejected, REJECTS, ["stage", "row_id"], ["stage"], n_rows=n_rows)
 
 
 def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema) -> None:

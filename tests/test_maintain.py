@@ -1,0 +1,80 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from webscale_rl import tables
+from webscale_rl.cli import main
+from webscale_rl.commands import maintain as m
+from webscale_rl.errors import WebscaleError
+from webscale_rl.schemas.tables import REJECTS
+
+
+def parquet_files(path: str) -> int:
+    return sum(1 for _, _, files in os.walk(path) for f in files if f.endswith(".parquet"))
+
+
+@pytest.fixture()
+def fragmented(spark, make_cfg):
+    """A `rejects` table written in 12 small appends: 12+ small files."""
+    from pyspark.sql import functions as F
+
+    cfg = make_cfg()
+    ref = tables.table_ref(cfg, "rejects")
+    for i in range(12):
+        df = spark.range(i * 5, i * 5 + 5).select(
+            F.lit("filter").alias("stage"),
+            F.col("id").cast("string").alias("row_id"),
+            F.lit(None).cast("string").alias("doc_id"),
+            F.lit("too_short").alias("reason"),
+            F.lit(None).cast("string").alias("detail"),
+            F.lit("r").alias("run_id"),
+            F.current_timestamp().alias("rejected_at"),
+        )
+        tables.conform(df, REJECTS).coalesce(1).write.format("delta").mode("append").save(ref)
+    return cfg, ref
+
+
+def test_optimize_compacts_and_forced_vacuum_deletes(spark, fragmented):
+    cfg, ref = fragmented
+    before = m.file_count(spark, ref)
+    assert before >= 12
+    done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
+    assert [d["table"] for d in done] == ["rejects"]  # only tables that exist
+    assert done[0]["files_before"] == before
+    assert m.file_count(spark, ref) == done[0]["files_after"] < before
+    # VACUUM with retention 0 removed the compacted-away files from storage, not only the log.
+    assert parquet_files(ref) == m.file_count(spark, ref)
+    assert tables.read(spark, ref).count() == 60
+    # The retention check is back on after the forced call.
+    assert spark.conf.get(m.RETENTION_CHECK, "true") != "false"
+
+
+def test_short_retention_is_refused_without_force(spark, fragmented):
+    cfg, ref = fragmented
+    files = parquet_files(ref)
+    with pytest.raises(WebscaleError, match="below Delta's safety default"):
+        m.maintain(spark, cfg, m.MaintainParams(retain_hours=1))
+    assert parquet_files(ref) == files  # nothing touched
+    with pytest.raises(WebscaleError, match="--force"):
+        m.vacuum(spark, ref, 0)
+
+
+def test_default_retention_keeps_recent_files(spark, fragmented):
+    cfg, ref = fragmented
+    m.maintain(spark, cfg, m.MaintainParams())
+    # Files replaced by OPTIMIZE are younger than 7 days: VACUUM keeps them for time travel.
+    assert parquet_files(ref) > m.file_count(spark, ref)
+    assert tables.read(spark, ref, version=0).count() == 5
+
+
+def test_cli_refuses_short_retention(tmp_path, capsys):
+    rc = main(["--lakehouse", str(tmp_path / "lh"), "maintain", "--retain-hours", "2"])
+    assert rc == 1
+    assert "--force" in capsys.readouterr().err
+    assert not Path(tmp_path / "lh").exists()
+
+
+def test_unknown_table_name(spark, make_cfg):
+    with pytest.raises(WebscaleError, match="unknown table"):
+        m.existing_tables(spark, make_cfg(), ["nope"])
