@@ -83,18 +83,23 @@ def datatrove(docs: list[str], step) -> list:
     return out
 
 
-def mllib_pipeline(tables: int):
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import HashingTF, MinHashLSH, NGram, RegexTokenizer
+def mllib_features(df):
+    """Words -> 5-grams -> binary hashed term vectors; MinHashLSH rejects empty vectors."""
+    from pyspark.ml.feature import HashingTF, NGram, RegexTokenizer
+    from pyspark.sql import functions as F
 
-    return Pipeline(
-        stages=[
-            RegexTokenizer(inputCol="text", outputCol="words", pattern="\\W+"),
-            NGram(n=5, inputCol="words", outputCol="grams"),
-            HashingTF(inputCol="grams", outputCol="features", numFeatures=1 << 22, binary=True),
-            MinHashLSH(inputCol="features", outputCol="hashes", numHashTables=tables, seed=1),
-        ]
-    )
+    words = RegexTokenizer(inputCol="text", outputCol="words", pattern="\\W+").transform(df)
+    grams = NGram(n=5, inputCol="words", outputCol="grams").transform(words)
+    grams = grams.where(F.size("grams") > 0)
+    tf = HashingTF(inputCol="grams", outputCol="features", numFeatures=1 << 22, binary=True)
+    return tf.transform(grams)
+
+
+def mllib_model(features, tables: int):
+    from pyspark.ml.feature import MinHashLSH
+
+    lsh = MinHashLSH(inputCol="features", outputCol="hashes", numHashTables=tables, seed=1)
+    return lsh.fit(features)
 
 
 def spark_session():
@@ -105,11 +110,10 @@ def spark_session():
 
 
 def mllib_frame(spark, docs: list[str]):
-    from pyspark.sql import functions as F
 
     df = spark.createDataFrame([(i, d) for i, d in enumerate(docs)], "id long, text string")
     # MinHashLSH rejects empty vectors: keep documents with at least one 5-gram.
-    return df.where(F.size(F.split(F.trim("text"), "\\s+")) >= 5).repartition(2).cache()
+    return df.repartition(2).cache()
 
 
 def candidate_recall(pairs, ids, bucket_rows) -> float:
@@ -142,8 +146,10 @@ def compare(args) -> None:
     df = mllib_frame(spark, docs)
     df.count()
     start = time.perf_counter()
-    model = mllib_pipeline(args.tables).fit(df)
-    model.transform(df).select("hashes").write.format("noop").mode("overwrite").save()
+    features = mllib_features(df)
+    mllib_model(features, args.tables).transform(features).select("hashes").write.format(
+        "noop"
+    ).mode("overwrite").save()
     t_ml = time.perf_counter() - start
     cores = 2
 
@@ -173,9 +179,10 @@ def mllib_recall(spark, texts, ids, pairs, tables: int) -> float:
     from pyspark.sql import functions as F
 
     df = mllib_frame(spark, texts)
-    model = mllib_pipeline(tables).fit(df)
-    hashed = model.transform(df).cache()
-    joined = model.stages[-1].approxSimilarityJoin(hashed, hashed, 0.2, distCol="d")
+    features = mllib_features(df)
+    model = mllib_model(features, tables)
+    hashed = model.transform(features).cache()
+    joined = model.approxSimilarityJoin(hashed, hashed, 0.2, distCol="d")
     found = {
         (r[0], r[1])
         for r in joined.select(F.col("datasetA.id"), F.col("datasetB.id")).collect()

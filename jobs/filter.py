@@ -7,11 +7,10 @@ so SQL can show why it was kept.
 
 from __future__ import annotations
 
+from webscale_rl.config import Config, FilterSettings
 from webscale_rl.jobs.base import StageResult, row_stage, stage_main_for
 from webscale_rl.schemas.tables import FILTERED
 from webscale_rl.udfs.langid import LangIdParams
-
-from webscale_rl.config import Config, FilterSettings
 
 NAME = "filter"
 INPUT = "documents"

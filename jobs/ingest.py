@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 
-from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas.tables import DOCUMENTS
-
 from webscale_rl import tables
 from webscale_rl.config import DEFAULT_DEMO_INPUT, Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.files import expand, is_local, local_path, read_head
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas.tables import DOCUMENTS
 
 NAME = "ingest"
 INPUT = None
@@ -85,10 +84,9 @@ def resolve_format(spark, cfg: Config, patterns: list[str]) -> tuple[str, list[s
 
 def _warc_reader(params):
     def parse(batches):
-        import pandas as pd
-        from webscale_rl.udfs.warc import iter_records
-
         from webscale_rl.files import open_binary
+        from webscale_rl.udfs.frames import rows_frame
+        from webscale_rl.udfs.warc import iter_records
 
         for batch in batches:
             for path, fmt in zip(batch["path"], batch["format"], strict=True):
@@ -120,7 +118,7 @@ def _warc_reader(params):
                             "reject_detail": str(err)[:500],
                         }
                     )
-                yield pd.DataFrame(rows, columns=RAW_DDL_COLUMNS)
+                yield rows_frame(rows, RAW_DDL_COLUMNS)
 
     return parse
 
@@ -133,9 +131,8 @@ def _jsonl_parser(cfg: Config):
     )
 
     def parse(batches):
-        import pandas as pd
-
         from webscale_rl.ids import stable_hash
+        from webscale_rl.udfs.frames import rows_frame
 
         for batch in batches:
             rows = []
@@ -166,7 +163,7 @@ def _jsonl_parser(cfg: Config):
                         reject_reason="missing_text", reject_detail=f"no {text_field!r} field"
                     )
                 rows.append(rec)
-            yield pd.DataFrame(rows, columns=RAW_DDL_COLUMNS)
+            yield rows_frame(rows, RAW_DDL_COLUMNS)
 
     return parse
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from webscale_rl.jobs.base import StageResult, load_stage, run_stage
-
 from webscale_rl.config import Config
+from webscale_rl.jobs.base import StageResult, load_stage, run_stage
 
 NAME = "pipeline"
 
@@ -17,6 +16,10 @@ NAME = "pipeline"
 STAGES: dict[str, str] = {
     "ingest": "ingest",
     "filter": "filter",
+    "annotate": "annotate",
+    "generate": "generate",
+    "verify": "verify",
+    "publish": "publish",  # the last stage: the qa table, its exports and card
 }
 
 

@@ -74,6 +74,9 @@ TOKEN_COLUMNS = [
     _s("completion_tokens", LongType()),
 ]
 
+# One row per document kept by the LLM filter: its domain and personas. `text` is carried so
+# generate needs no join; the token columns sum the llm_filter and identify calls, and
+# `prompt_version` / `sampling` (JSON, by task) name both.
 ANNOTATIONS = StructType(
     [
         _s("doc_id", nullable=False),
@@ -81,6 +84,7 @@ ANNOTATIONS = StructType(
         _s("source"),
         _s("text"),
         _s("informative", BooleanType()),
+        _s("self_contained", BooleanType()),
         _s("filter_reason"),
         _s("domain"),
         _s("personas", ArrayType(StringType())),
@@ -102,10 +106,31 @@ QA_CORE = [
     _s("source"),
 ]
 
+# One row per (document, persona): qa_id = sha2(doc_id#persona_idx). Token columns: generate.
 QA_CANDIDATES = StructType(
-    [*QA_CORE, *TOKEN_COLUMNS, _s("run_id"), _s("created_at", TimestampType())]
+    [
+        *QA_CORE,
+        _s("persona_idx", IntegerType()),
+        *TOKEN_COLUMNS,
+        _s("run_id"),
+        _s("created_at", TimestampType()),
+    ]
 )
-QA_VERIFIED = QA_CANDIDATES
+
+# Candidates that passed the deterministic checks and the LLM checker: the generation's
+# provenance is kept, and the checker's call is recorded in the verify_* columns.
+VERIFY_TOKEN_COLUMNS = [_s("verify_" + f.name, f.dataType) for f in TOKEN_COLUMNS]
+QA_VERIFIED = StructType(
+    [
+        *QA_CORE,
+        _s("persona_idx", IntegerType()),
+        *TOKEN_COLUMNS,
+        _s("verify_reason"),
+        *VERIFY_TOKEN_COLUMNS,
+        _s("run_id"),
+        _s("created_at", TimestampType()),
+    ]
+)
 
 QA = StructType(
     [

@@ -66,7 +66,17 @@ def test_sql_over_tables_and_time_travel(spark, tracked_run, capsys):
     out = capsys.readouterr().out.replace(" ", "")
     assert f"|{n}|" in out
     # version 0 is the empty table created before the first merge
-    assert main(["--lakehouse", str(lakehouse), "sql", "SELECT count(*) AS c FROM documents VERSION AS OF 0"]) == 0
+    assert (
+        main(
+            [
+                "--lakehouse",
+                str(lakehouse),
+                "sql",
+                "SELECT count(*) AS c FROM documents VERSION AS OF 0",
+            ]
+        )
+        == 0
+    )
     assert "|0|" in capsys.readouterr().out.replace(" ", "")
 
 

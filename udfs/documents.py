@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from webscale_rl.ids import content_digest, doc_id
+from webscale_rl.udfs.frames import rows_frame
 
 # Control characters other than tab/newline break downstream tokenisers and prompts.
 _CONTROL = {c: None for c in range(32) if c not in (9, 10, 13)} | {0x7F: None}
@@ -86,7 +87,7 @@ def to_documents(raw: pd.DataFrame, max_text_chars: int, run_id: str) -> pd.Data
                 _reject_detail=(detail or "")[:1000] or None,
             )
         rows.append(out)
-    return pd.DataFrame(rows, columns=DOC_RESULT_COLUMNS)
+    return rows_frame(rows, DOC_RESULT_COLUMNS)
 
 
 DOC_RESULT_COLUMNS = [

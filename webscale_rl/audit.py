@@ -32,7 +32,12 @@ class StageAudit:
     def metric_gap(self) -> int:
         if self.metric_in is None:
             return 0
-        return self.metric_in - (self.metric_out or 0) - (self.metric_rejected or 0) - (self.metric_skipped or 0)
+        return (
+            self.metric_in
+            - (self.metric_out or 0)
+            - (self.metric_rejected or 0)
+            - (self.metric_skipped or 0)
+        )
 
     @property
     def ok(self) -> bool:
@@ -67,7 +72,10 @@ def audit_tables(spark, cfg: Config, stage: str) -> StageAudit:
     out_keys = tables.read(spark, out_ref).select(F.col(key).alias("k")).distinct()
     rej_ref = tables.table_ref(cfg, "rejects")
     rej_keys = (
-        tables.read(spark, rej_ref).where(F.col("stage") == stage).select(F.col("row_id").alias("k")).distinct()
+        tables.read(spark, rej_ref)
+        .where(F.col("stage") == stage)
+        .select(F.col("row_id").alias("k"))
+        .distinct()
         if tables.exists(spark, rej_ref)
         else spark.createDataFrame([], "k string")
     )
@@ -78,11 +86,17 @@ def audit_tables(spark, cfg: Config, stage: str) -> StageAudit:
             F.count("*").alias("units"),
             F.count("o").alias("in_output"),
             F.count("r").alias("in_rejects"),
-            F.sum(F.when(F.col("o").isNull() & F.col("r").isNull(), 1).otherwise(0)).alias("missing"),
+            F.sum(F.when(F.col("o").isNull() & F.col("r").isNull(), 1).otherwise(0)).alias(
+                "missing"
+            ),
         )
         .first()
     )
-    res.units, res.in_output, res.in_rejects = flagged["units"], flagged["in_output"], flagged["in_rejects"]
+    res.units, res.in_output, res.in_rejects = (
+        flagged["units"],
+        flagged["in_output"],
+        flagged["in_rejects"],
+    )
     res.missing = int(flagged["missing"] or 0)
     return res
 

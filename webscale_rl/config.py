@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from webscale_rl.errors import ConfigError
+from webscale_rl.udfs.dataset_card import ExportSettings, PublishParams
 from webscale_rl.udfs.decontam import DecontamParams
 from webscale_rl.udfs.langid import LangIdParams
 from webscale_rl.udfs.llm_engine import LLMParams
@@ -149,10 +150,17 @@ class Config(Section):
     filter: FilterSettings = Field(default_factory=FilterSettings)
     llm: LLMParams = Field(default_factory=LLMParams, description="LLM engine for the LLM stages.")
     tasks: TaskParams = Field(
-        default_factory=TaskParams, description="The LLM tasks: domains, personas, few-shot, QA checks."
+        default_factory=TaskParams,
+        description="The LLM tasks: domains, personas, few-shot, QA checks.",
     )
     decontam: DecontamParams = Field(
         default_factory=DecontamParams, description="Benchmark n-gram decontamination."
+    )
+    publish: PublishParams = Field(
+        default_factory=PublishParams, description="The published `qa` table and its card."
+    )
+    export: ExportSettings = Field(
+        default_factory=ExportSettings, description="Exports for RL trainers (hf, verl, trl)."
     )
 
     @field_validator("catalog")

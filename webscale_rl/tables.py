@@ -215,7 +215,9 @@ def commit_results(
         )
         counts = _count(ranked)
         kept = conform(ranked.where(F.col(REJECT_REASON).isNull()), schema)
-        inserted = merge_new(spark, output_ref, kept, schema, [key], partition_by, n_rows=counts.rows_out)
+        inserted = merge_new(
+            spark, output_ref, kept, schema, [key], partition_by, n_rows=counts.rows_out
+        )
         counts.skipped = counts.rows_out - inserted
         counts.rows_out = inserted
         rejected = ranked.where(F.col(REJECT_REASON).isNotNull()).select(

@@ -13,7 +13,9 @@ EXAMPLE = "webscale-rl --lakehouse ./lakehouse audit --run 4f1c2e..."
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--run", dest="run_id", help="MLflow run id of a pipeline run (default: latest)")
+    parser.add_argument(
+        "--run", dest="run_id", help="MLflow run id of a pipeline run (default: latest)"
+    )
 
 
 def run(args, cfg) -> int:

@@ -1,0 +1,69 @@
+"""Verify: deterministic checks, then the LLM checker, per QA candidate -> `qa_verified`.
+
+The checks run first because they are free: a candidate whose answer is too long, leaked in the
+question, absent from its document, of the wrong type, or whose question leans on "the text" is
+rejected with that check's name before any engine call. The rest go to the checker; a
+`correct=false`, `leaks_answer=true` or `self_contained=false` verdict is rejected as
+`checker_incorrect`, `checker_leak` or `checker_not_self_contained`. The document text comes
+from `annotations` (joined on doc_id): a candidate without one is `missing_document`.
+"""
+
+from __future__ import annotations
+
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas.tables import QA_VERIFIED
+from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
+from webscale_rl.udfs.llm_tasks import TaskParams
+from webscale_rl.udfs.prompts import truncate_document
+from webscale_rl.udfs.qa_checks import run_checks
+
+from webscale_rl import tables
+from webscale_rl.config import Config
+from webscale_rl.errors import WebscaleError
+
+NAME = "verify"
+INPUT = "qa_candidates"
+OUTPUT = "qa_verified"
+KEY = "qa_id"
+DOCUMENTS = "annotations"  # where the candidates' document text lives
+
+
+def grounding_check(row: dict, params: TaskParams) -> tuple[bool, str, str]:
+    """The deterministic checks, on the document as the generator saw it (truncated alike)."""
+    text = row.get("text")
+    if not text:
+        return False, "missing_document", f"no annotated document {row.get('doc_id')}"
+    document = truncate_document(text, params.max_doc_chars)
+    return run_checks(
+        row.get("question") or "",
+        row.get("answer") or "",
+        (row.get("answer_type") or "").lower(),
+        document,
+        params.checks,
+    )
+
+
+SPEC = StageSpec(
+    name=NAME,
+    key=KEY,
+    columns=tuple(f.name for f in QA_VERIFIED.fields),
+    steps=(Step(check=grounding_check), Step(task="verify")),
+    token_prefix="verify_",
+)
+
+
+def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult:
+    refs = {name: tables.table_ref(cfg, name) for name in (INPUT, DOCUMENTS)}
+    for name, ref in refs.items():
+        if not tables.exists(spark, ref):
+            raise WebscaleError(f"stage {NAME}: input table {ref} does not exist; run {name} first")
+    candidates = tables.read(spark, refs[INPUT])
+    texts = tables.read(spark, refs[DOCUMENTS]).select("doc_id", "text")
+    rows = candidates.join(texts, on="doc_id", how="left")
+    return run_llm_stage(spark, cfg, SPEC, QA_VERIFIED, INPUT, OUTPUT, rows, params)
+
+
+main = stage_main_for(NAME)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
