@@ -8,9 +8,9 @@ DEMO_INPUT ?=
 LAKEHOUSE ?= ./lakehouse
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup java lint format bench clean
+.PHONY: demo test setup java chromium lint format bench clean
 
-setup: $(STAMP) java
+setup: $(STAMP) java chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "webscale-rl needs Python 3.11+, found " + sys.version' 
@@ -25,6 +25,14 @@ java:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -q && apt-get install -y -q openjdk-17-jre-headless; \
 	  else echo "Java 17+ is required: install a JDK and re-run" >&2; exit 1; fi; }
+
+# Headless Chromium lets a test look at the HTML run report as a person would; optional.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && apt-get install -y -q chromium) >/dev/null 2>&1 \
+	      || echo "chromium could not be installed: the report's browser check will be skipped"; \
+	  else echo "chromium missing: the report's browser check will be skipped"; fi; }
 
 demo: setup
 	$(PY) -m webscale_rl.cli --lakehouse $(LAKEHOUSE) run $(if $(DEMO_INPUT),--input $(DEMO_INPUT))
@@ -44,4 +52,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf lakehouse mlflow.db mlruns spark-warehouse build dist *.egg-info
+	rm -rf lakehouse mlflow.db mlruns reports spark-warehouse build dist *.egg-info

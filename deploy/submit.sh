@@ -75,11 +75,13 @@ DELTA_VERSION="$("$PYTHON" -c 'from importlib.metadata import version; print(ver
 
 if [[ -z "${WHEEL:-}" ]]; then
   DIST_DIR="${DIST_DIR:-$REPO/dist}"
-  mkdir -p "$DIST_DIR"
   VERSION="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$REPO/pyproject.toml")"
   WHEEL="$DIST_DIR/webscale_rl-$VERSION-py3-none-any.whl"
   if [[ $DRY_RUN == 0 ]]; then
+    mkdir -p "$DIST_DIR"
     rm -f "$WHEEL"
+    # setuptools reuses build/lib: a module deleted from the source would live on in the wheel.
+    rm -rf "$REPO/build/lib"
     # Without build isolation when setuptools is at hand: no download, same result.
     ISOLATION=()
     "$PYTHON" -c 'import setuptools, wheel' 2>/dev/null && ISOLATION=(--no-build-isolation)

@@ -11,13 +11,13 @@ the task's reason: `not_informative`, `not_self_contained`, `domain_not_in_list`
 from __future__ import annotations
 
 from pyspark.sql.types import StructType
-from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas.tables import ANNOTATIONS, DOCUMENTS
-from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas.tables import ANNOTATIONS, DOCUMENTS
+from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
 NAME = "annotate"
 INPUT = "deduped"
@@ -25,7 +25,9 @@ FALLBACK_INPUT = "filtered"
 OUTPUT = "annotations"
 KEY = "doc_id"
 
-INPUT_COLUMNS = StructType([f for f in DOCUMENTS.fields if f.name in (KEY, "url", "source", "text")])
+INPUT_COLUMNS = StructType(
+    [f for f in DOCUMENTS.fields if f.name in (KEY, "url", "source", "text")]
+)
 SPEC = StageSpec(
     name=NAME,
     key=KEY,

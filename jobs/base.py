@@ -51,16 +51,21 @@ class StageResult:
         return line + (f"  rejects: {top}" if top else "")
 
 
-def add_global_options(p: argparse.ArgumentParser) -> None:
+def add_global_options(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--config, --lakehouse, --set. On a subcommand (`after_command`) they may also follow it,
+    as spark-submit and job schedulers pass them: `jobs/ingest.py --lakehouse X --input Y`."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
     p.add_argument(
-        "--config", metavar="FILE", help="YAML config file (see `webscale-rl config show`)."
+        "--config", metavar="FILE", help="YAML config file (see `webscale-rl config show`).", **unset
     )
-    p.add_argument("--lakehouse", metavar="PATH", help="Folder or URI holding the Delta tables.")
+    p.add_argument(
+        "--lakehouse", metavar="PATH", help="Folder or URI holding the Delta tables.", **unset
+    )
     p.add_argument(
         "--set",
-        dest="overrides",
+        dest="overrides_after" if after_command else "overrides",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS if after_command else [],
         metavar="KEY=VALUE",
         help="Override one config value, e.g. --set llm.engine=openai (repeatable).",
     )
@@ -77,7 +82,7 @@ def add_stage_io_options(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args, stage_module=None) -> Config:
-    overrides = list(args.overrides or [])
+    overrides = list(args.overrides or []) + list(getattr(args, "overrides_after", []))
     if getattr(args, "input", None):
         if stage_module is None or stage_module.INPUT is None:
             paths = [s for s in args.input.split(",") if s.strip()]

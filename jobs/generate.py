@@ -9,13 +9,12 @@ short, grounded in the document, not leaked, not "according to the text") or the
 
 from __future__ import annotations
 
-from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas.tables import QA_CANDIDATES
-from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
-
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas.tables import QA_CANDIDATES
+from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
 NAME = "generate"
 INPUT = "annotations"
@@ -69,9 +68,7 @@ def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult
             f"stage {NAME}: input table {tables.table_ref(cfg, INPUT)} does not exist; "
             "run annotate first"
         )
-    return run_llm_stage(
-        spark, cfg, SPEC, QA_CANDIDATES, INPUT, OUTPUT, units(annotations), params
-    )
+    return run_llm_stage(spark, cfg, SPEC, QA_CANDIDATES, INPUT, OUTPUT, units(annotations), params)
 
 
 main = stage_main_for(NAME)

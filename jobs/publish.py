@@ -20,6 +20,10 @@ import datetime as dt
 import math
 import os
 
+import webscale_rl
+from webscale_rl import files, tables
+from webscale_rl.config import Config
+from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.udfs.dataset_card import (
@@ -31,11 +35,6 @@ from webscale_rl.udfs.dataset_card import (
     shard_name,
 )
 from webscale_rl.udfs.export_formats import FORMATS, QA_COLUMNS, SPLITS
-
-import webscale_rl
-from webscale_rl import files, tables
-from webscale_rl.config import Config
-from webscale_rl.errors import WebscaleError
 
 NAME = "publish"
 INPUT = "qa_clean"
@@ -175,12 +174,14 @@ def mark_rows(spark, df, max_share: float | None):
 
 
 def replace_rejects(spark, cfg: Config, marked) -> None:
-    """This stage's rejects become exactly the rows dropped from the version just published."""
+    """This stage's rejects become exactly the rows dropped from the version just published.
+
+    One commit replaces the `publish` partition of `rejects` (Delta replaceWhere), so the
+    rejects always describe the current version and a reader never sees them half-replaced.
+    """
     from pyspark.sql import functions as F
 
     ref = tables.table_ref(cfg, "rejects")
-    if tables.exists(spark, ref):
-        tables.delta_table(spark, ref).delete(F.col("stage") == NAME)
     rejected = marked.where(F.col(tables.REJECT_REASON).isNotNull()).select(
         F.lit(NAME).alias("stage"),
         F.col(KEY).alias("row_id"),
@@ -190,7 +191,16 @@ def replace_rejects(spark, cfg: Config, marked) -> None:
         F.lit(cfg.run_id).alias("run_id"),
         F.current_timestamp().alias("rejected_at"),
     )
-    tables.write_rejects(spark, cfg, rejected)
+    if not tables.exists(spark, ref):
+        tables.write_rejects(spark, cfg, rejected)
+        return
+    writer = (
+        tables.conform(rejected, schemas.REJECTS)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"stage = '{NAME}'")
+    )
+    writer.saveAsTable(ref) if tables.is_catalog_ref(ref) else writer.save(ref)
 
 
 # --------------------------------------------------------------------------- files
@@ -286,6 +296,7 @@ def _shard_task(out_dir: str, folders: dict, n_parts: int, offsets: dict, params
     def write(batches):
         import pandas as pd
         from pyspark import TaskContext
+
         from webscale_rl.udfs.export_formats import export_frames
 
         params = ExportSettings.model_validate_json(params_json)
@@ -298,7 +309,7 @@ def _shard_task(out_dir: str, folders: dict, n_parts: int, offsets: dict, params
             for folder, (fmt, _) in folders.items():
                 for split in SPLITS:
                     frame = frames[fmt][split]
-                    if fmt == "verl":  # extra_info.index: position in the whole export
+                    if fmt == "verl" and len(frame):  # extra_info.index: position in the export
                         frame = frame.assign(
                             extra_info=[
                                 {**info, "index": info["index"] + position}

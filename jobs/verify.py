@@ -10,16 +10,15 @@ from `annotations` (joined on doc_id): a candidate without one is `missing_docum
 
 from __future__ import annotations
 
+from webscale_rl import tables
+from webscale_rl.config import Config
+from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import QA_VERIFIED
 from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 from webscale_rl.udfs.llm_tasks import TaskParams
 from webscale_rl.udfs.prompts import truncate_document
 from webscale_rl.udfs.qa_checks import run_checks
-
-from webscale_rl import tables
-from webscale_rl.config import Config
-from webscale_rl.errors import WebscaleError
 
 NAME = "verify"
 INPUT = "qa_candidates"

@@ -56,28 +56,20 @@ def test_stage_run_is_tracked_and_linked_to_delta(spark, tracked_run):
     assert run_ids == {parent[0].info.run_id}
 
 
-def test_sql_over_tables_and_time_travel(spark, tracked_run, capsys):
+def test_sql_over_tables_and_time_travel(spark, tracked_run, shared_data, capsys):
     lakehouse, _ = tracked_run
     cfg = load_config(lakehouse=str(lakehouse))
-    n = tables.read(spark, tables.table_ref(cfg, "documents")).count()
+    ref = tables.table_ref(cfg, "documents")
+    first = tables.read(spark, ref).count()
+    more = shared_data / "web/cc/dolma-crawl-sample-0001.warc.gz"
+    assert main(["--lakehouse", str(lakehouse), "stage", "ingest", "--input", str(more)]) == 0
+    latest = tables.read(spark, ref).count()
+    assert latest > first
     capsys.readouterr()
-    query = "SELECT count(*) AS n_docs FROM documents VERSION AS OF 1"
-    assert main(["--lakehouse", str(lakehouse), "sql", query]) == 0
-    out = capsys.readouterr().out.replace(" ", "")
-    assert f"|{n}|" in out
-    # version 0 is the empty table created before the first merge
-    assert (
-        main(
-            [
-                "--lakehouse",
-                str(lakehouse),
-                "sql",
-                "SELECT count(*) AS c FROM documents VERSION AS OF 0",
-            ]
-        )
-        == 0
-    )
-    assert "|0|" in capsys.readouterr().out.replace(" ", "")
+    for version, expected in ((0, first), (tables.version(spark, ref), latest)):
+        query = f"SELECT count(*) AS n_docs FROM documents VERSION AS OF {version}"
+        assert main(["--lakehouse", str(lakehouse), "sql", query]) == 0
+        assert f"|{expected}|" in capsys.readouterr().out.replace(" ", "")
 
 
 def test_sql_error_is_clear(spark, tracked_run, capsys):

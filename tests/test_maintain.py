@@ -11,7 +11,14 @@ from webscale_rl.schemas.tables import REJECTS
 
 
 def parquet_files(path: str) -> int:
-    return sum(1 for _, _, files in os.walk(path) for f in files if f.endswith(".parquet"))
+    """Data files in storage (Delta's own checkpoints in _delta_log are parquet too: not counted)."""
+    return sum(
+        1
+        for root, _, files in os.walk(path)
+        if "_delta_log" not in root
+        for f in files
+        if f.endswith(".parquet")
+    )
 
 
 @pytest.fixture()

@@ -231,7 +231,9 @@ def standalone_cluster(tmp_path):
         stop(procs)
 
 
-def test_pipeline_on_standalone_cluster(standalone_cluster, wheel, tmp_path, shared_data, spark, make_cfg):
+def test_pipeline_on_standalone_cluster(
+    standalone_cluster, wheel, tmp_path, shared_data, spark, make_cfg
+):
     from webscale_rl import tables
     from webscale_rl.jobs.base import load_stage
     from webscale_rl.jobs.pipeline import STAGES

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pyspark.accumulators import AccumulatorParam
+
 from webscale_rl.udfs.llm_engine import LLMParams, get_engine, sampling_for
 from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response
 from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
@@ -154,7 +155,9 @@ def call_engine(
         began = time.perf_counter()
         responses = engine.generate(chunk)
         meter["llm_engine_seconds"] += time.perf_counter() - began
-        meter["llm_requests_from_journal"] += getattr(engine, "served_from_journal", 0) - from_journal
+        meter["llm_requests_from_journal"] += (
+            getattr(engine, "served_from_journal", 0) - from_journal
+        )
         if len(responses) != len(chunk):
             raise RuntimeError(
                 f"engine {engine.name} returned {len(responses)} responses for {len(chunk)} requests"
@@ -225,7 +228,7 @@ def _clean(value):
 
 def to_frame(states: list[RowState], ctx: BatchContext):
     """Output rows: the schema's columns (from the row, provenance, run) + status columns."""
-    import pandas as pd
+    from webscale_rl.udfs.frames import rows_frame
 
     spec = ctx.spec
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -242,7 +245,7 @@ def to_frame(states: list[RowState], ctx: BatchContext):
         rec.update(run_id=ctx.run_id, created_at=now)
         rec.update(_reject_reason=s.reason, _reject_detail=s.detail, _row_id=s.row[spec.key])
         records.append(rec)
-    return pd.DataFrame(records, columns=[*spec.columns, *STATUS_COLUMNS])
+    return rows_frame(records, [*spec.columns, *STATUS_COLUMNS])
 
 
 def transform_batch(pdf, ctx: BatchContext):

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: webscale-rl run --input '../shared/data/web/*.warc.gz'",
     )
     add_stage_io_options(run)
+    add_global_options(run, after_command=True)
     run.add_argument("--stages", help=f"comma-separated subset of: {', '.join(STAGES)}")
 
     stage = sub.add_parser(
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("name", choices=list(STAGES), help="stage to run")
     add_stage_io_options(stage)
+    add_global_options(stage, after_command=True)
 
     cfg = sub.add_parser("config", help="show the resolved config", description="Config commands.")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
@@ -147,6 +149,10 @@ def _run(cfg, stages, title: str) -> int:
     with tracking.pipeline_run(cfg, title) as run_id:
         cfg.run_id = run_id
         results = pipeline.run(spark, cfg, stages)
+        if cfg.mlflow.enabled:
+            from webscale_rl.reporting import log_run_artifacts
+
+            log_run_artifacts(spark, cfg, results)
         from webscale_rl.summary import print_summary
 
         print_summary(spark, cfg, results)
@@ -167,5 +173,10 @@ def _sql(cfg, query: str, limit: int) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """Console-script entry point: the exit code always reaches the shell or the scheduler."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -234,15 +234,20 @@ def load_config(
         raise ConfigError(_explain(err)) from None
 
 
-SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")
+SECRET_PARTS = {"password", "passwd", "secret", "token", "credential", "credentials", "apikey"}
 
 
 def is_secret_key(key: str) -> bool:
-    """Keys that might hold a secret value. `*_env` and `*_scope` name where a secret lives, not it."""
+    """Keys that might hold a secret value (`fs.s3a.secret.key`, `api_key`, `hf_token`).
+
+    `*_env` and `*_scope` keys name where a secret lives, not the secret, and `tokens_per_s`
+    counts tokens: those stay visible.
+    """
     k = key.lower()
     if k.endswith(("_env", "_scope", "_name")):
         return False
-    return any(w in k for w in SECRET_WORDS)
+    parts = set(re.split(r"[._\-]", k))
+    return bool(parts & SECRET_PARTS) or "api_key" in k or k.endswith("access_key")
 
 
 def redacted(cfg: Config) -> dict:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -22,6 +25,29 @@ REJECT_REASON = "_reject_reason"
 REJECT_DETAIL = "_reject_detail"
 ROW_ID = "_row_id"
 STATUS_COLUMNS = (REJECT_REASON, REJECT_DETAIL, ROW_ID)
+
+# Delta's optimistic-concurrency conflicts: another writer committed first. An insert-only merge
+# (or a whole-table overwrite) is safe to retry: it re-reads the table and inserts only what is
+# still missing.
+CONFLICT_ERRORS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+)
+CONFLICT_ATTEMPTS = 6
+
+# Fault injection for tests: `WEBSCALE_RL_CRASH_AT=<stage>:<point>` kills the process there.
+CRASH_ENV = "WEBSCALE_RL_CRASH_AT"
+
+
+def _crash_point(stage: str, point: str) -> None:
+    """Test-only fault-injection hook: SIGKILL this process when CRASH_ENV names this point."""
+    if os.environ.get(CRASH_ENV) == f"{stage}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _is_uri(path: str) -> bool:
@@ -197,6 +223,7 @@ def commit_results(
     keep_cols = [f.name for f in schema.fields]
     staged = results.select(*keep_cols, *STATUS_COLUMNS)
     staged.write.format("delta").mode("overwrite").save(stage_ref)
+    _crash_point(stage, "staged")
     try:
         staged = spark.read.format("delta").load(stage_ref)
         first = Window.partitionBy(key).orderBy(F.col(ROW_ID))
@@ -220,6 +247,7 @@ def commit_results(
         )
         counts.skipped = counts.rows_out - inserted
         counts.rows_out = inserted
+        _crash_point(stage, "output")
         rejected = ranked.where(F.col(REJECT_REASON).isNotNull()).select(
             F.lit(stage).alias("stage"),
             F.col(ROW_ID).alias("row_id"),
@@ -268,13 +296,31 @@ def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n
     create_if_missing(spark, ref, schema, partition_by)
     cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     table = delta_table(spark, ref)
-    metrics = table.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    metrics = retry_on_conflict(
+        lambda: table.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    )
     # Delta 4 returns the merge metrics as a one-row DataFrame.
     row = metrics.first() if metrics is not None else None
     if row is not None and "num_inserted_rows" in row.asDict():
         return int(row["num_inserted_rows"])
     hist = table.history(1).select("operationMetrics").first()
     return int((hist[0] or {}).get("numTargetRowsInserted", 0))
+
+
+def is_conflict(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {str(err)[:2000]}"
+    return any(name in text for name in CONFLICT_ERRORS)
+
+
+def retry_on_conflict(action, attempts: int = CONFLICT_ATTEMPTS):
+    """Run a Delta write, again after a randomised pause when a concurrent commit won the race."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as err:
+            if attempt == attempts - 1 or not is_conflict(err):
+                raise
+            time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))
 
 
 def write_rejects(spark, cfg: Config, rejected, n_rows: int | None = None) -> int:
@@ -291,7 +337,7 @@ def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema) -> None:
         .mode("overwrite")
         .option("overwriteSchema", "true")
     )
-    writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref)
+    retry_on_conflict(lambda: writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref))
 
 
 def _drop_path(spark, path: str) -> None:

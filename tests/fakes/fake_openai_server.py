@@ -17,6 +17,10 @@ Scenarios:
   no-choices     200 with a JSON body without choices
   echo-auth-400  400 whose body echoes the Authorization header back (a leaky proxy)
   slow           sleeps 0.2 s, then ok (for concurrency checks)
+
+With `responder` (a function of the request body returning the reply text), every request is
+answered 200 with that text instead, and usage counted as characters / 4: a stand-in model for
+whole-pipeline tests (see `scripted_engine.ChatResponder`).
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAIServer:
-    def __init__(self, hang_s: float = 2.0):
+    def __init__(self, hang_s: float = 2.0, responder: Callable[[dict], str] | None = None):
         self.hang_s = hang_s
+        self.responder = responder
         self.hits: dict[str, list[float]] = defaultdict(list)
         self.auth_headers: list[str] = []
         self.bodies: list[dict] = []
@@ -72,6 +78,8 @@ class FakeOpenAIServer:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
+            if self.responder is not None:
+                return 200, {}, json.dumps(_answer(self.responder, body)).encode()
             return self._reply(key.split(":")[0], n, auth, now)
         finally:
             with self._lock:
@@ -96,22 +104,32 @@ class FakeOpenAIServer:
             return 200, {}, json.dumps({"object": "chat.completion", "choices": []}).encode()
         if scenario == "echo-auth-400":
             return 400, {}, f"bad request; you sent Authorization: {auth}".encode()
-        return 200, {}, json.dumps(_completion(scenario)).encode()
+        return 200, {}, json.dumps(_completion(json.dumps({"answer": scenario}))).encode()
 
 
-def _completion(scenario: str) -> dict:
+def _completion(content: str, prompt_tokens: int = 11, completion_tokens: int = 7) -> dict:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": json.dumps({"answer": scenario})},
+                "message": {"role": "assistant", "content": content},
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
+
+
+def _answer(responder: Callable[[dict], str], body: dict) -> dict:
+    text = responder(body)
+    prompt_chars = sum(len(m.get("content", "")) for m in body.get("messages", []))
+    return _completion(text, max(1, prompt_chars // 4), max(1, len(text) // 4))
 
 
 def _make_handler(server: FakeOpenAIServer):
