@@ -48,8 +48,10 @@ format: setup
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks print side-by-side ratios; their figures are in bench/README.md.
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf lakehouse mlflow.db mlruns reports spark-warehouse build dist *.egg-info

@@ -209,8 +209,13 @@ def main() -> int:
     args = cli_args(chain_dir / "lh", common_sets(chain_dir), a.input, chain_dir / "mlflow.db")
     chain = crash_chain(args, plan, cwd=work)
     audit = run_cli(
-        ["--lakehouse", str(chain_dir / "lh"), "--set",
-         f"mlflow.tracking_uri=sqlite:///{chain_dir / 'mlflow.db'}", "audit"],
+        [
+            "--lakehouse",
+            str(chain_dir / "lh"),
+            "--set",
+            f"mlflow.tracking_uri=sqlite:///{chain_dir / 'mlflow.db'}",
+            "audit",
+        ],
         cwd=work,
     )
     from webscale_rl.config import load_config
@@ -221,11 +226,15 @@ def main() -> int:
     killed = sum(1 for _, _, rc in chain.crashes if rc == -signal.SIGKILL)
     repeated = repeated_requests(chain_dir / "llm_calls.txt")
     print(f"stages: {', '.join(STAGES)}")
-    print(f"crash points tried: {len(plan)} ({killed} killed the run): "
-          + ", ".join(f"{s}:{p}" for s, p, _ in chain.crashes))
+    print(
+        f"crash points tried: {len(plan)} ({killed} killed the run): "
+        + ", ".join(f"{s}:{p}" for s, p, _ in chain.crashes)
+    )
     print(f"final run rc: {chain.final_rc}; audit rc: {audit.returncode}")
-    print(f"rows lost: {sum(d['lost'] for d in diffs.values())}, "
-          f"rows extra: {sum(d['extra'] for d in diffs.values())} (vs the uninterrupted run)")
+    print(
+        f"rows lost: {sum(d['lost'] for d in diffs.values())}, "
+        f"rows extra: {sum(d['extra'] for d in diffs.values())} (vs the uninterrupted run)"
+    )
     print(f"LLM requests sent more than once: {len(repeated)}")
     print(f"wall time: {time.time() - began:.0f} s")
     return 0 if chain.final_rc == 0 and not diffs and not repeated else 1

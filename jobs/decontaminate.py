@@ -8,13 +8,12 @@ naming the benchmark, the item and the matched n-gram. Reruns only check rows no
 
 from __future__ import annotations
 
-from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.decontam import DecontamParams, build_ngram_index
-
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas import tables as schemas
+from webscale_rl.udfs.decontam import DecontamParams, build_ngram_index
 
 NAME = "decontaminate"
 INPUT = "qa_deduped"
@@ -37,6 +36,7 @@ def _checker(broadcast_index, n: int, check_fields: list[list[str]]):
     @pandas_udf(HIT_DDL)
     def check(qa):
         import pandas as pd
+
         from webscale_rl.udfs.decontam import check_qa
 
         index = broadcast_index.value  # loaded once per Python worker, then cached

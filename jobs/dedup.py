@@ -23,17 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import StructType
-from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.minhash import MinHashParams
 
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.schemas import tables as schemas
+from webscale_rl.udfs.minhash import MinHashParams
 
 NAME = "dedup"
 INPUT = "filtered"
 OUTPUT = "deduped"
+KEY = "doc_id"
 MAX_CC_ITERATIONS = 100
 
 
@@ -51,21 +52,13 @@ class DedupTarget:
 
 
 DOCUMENTS = DedupTarget(NAME, INPUT, OUTPUT, "doc_id", "text", schemas.FILTERED, schemas.DEDUPED)
-# Until schemas/tables.py names a `qa_deduped` schema (with cluster columns), the verified layout.
 QUESTIONS = DedupTarget(
-    "dedup_questions",
-    "qa_verified",
-    "qa_deduped",
-    "qa_id",
-    "question",
-    schemas.QA_VERIFIED,
-    schemas.BY_NAME.get("qa_deduped", schemas.QA_VERIFIED),
+    "qa_dedup", "qa_verified", "qa_deduped", "qa_id", "question", schemas.QA_VERIFIED, schemas.QA_DEDUPED
 )
 
 
 def params_of(cfg: Config, target: DedupTarget) -> MinHashParams:
-    # Until the pipeline config has a dedup section, the defaults apply on the target's column.
-    return getattr(cfg, target.stage, None) or MinHashParams(text_column=target.text_column)
+    return getattr(cfg, target.stage)  # the config section named after the stage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +71,7 @@ def _text_hash_udf():
     @pandas_udf("long")
     def text_hashes(texts):
         import pandas as pd
+
         from webscale_rl.udfs.minhash import text_hash
 
         return pd.Series([text_hash(t) for t in texts], dtype="int64")
@@ -92,6 +86,7 @@ def _bands_udf(params: MinHashParams):
     def bands(texts):
         import numpy as np
         import pandas as pd
+
         from webscale_rl.udfs.minhash import EMPTY, band_hashes_batch, signatures
 
         sigs = signatures(texts.tolist(), params)
@@ -108,6 +103,7 @@ def _jaccard_udf(ngram: int):
     @pandas_udf("double")
     def exact_jaccard(a, b):
         import pandas as pd
+
         from webscale_rl.udfs.minhash import jaccard, shingle_set
 
         return pd.Series(

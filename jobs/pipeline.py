@@ -16,9 +16,12 @@ NAME = "pipeline"
 STAGES: dict[str, str] = {
     "ingest": "ingest",
     "filter": "filter",
+    "dedup": "dedup",
     "annotate": "annotate",
     "generate": "generate",
     "verify": "verify",
+    "qa_dedup": "qa_dedup",
+    "decontaminate": "decontaminate",
     "publish": "publish",  # the last stage: the qa table, its exports and card
 }
 

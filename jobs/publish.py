@@ -55,7 +55,7 @@ FUNNEL = (
     "qa_clean",
 )
 BREAKDOWNS = ("domain", "answer_type", "source", "model", "prompt_version")
-MANIFEST_DDL = "folder string, split string, path string, rows long, part int"
+MANIFEST_DDL = "folder string, split string, path string, rows long, part int"  # one per file
 MANIFEST_COLUMNS = ["folder", "split", "path", "rows", "part"]
 
 
@@ -243,40 +243,37 @@ class ShardWriter:
         ext = self.folders[folder][1]
         return f"{self.root}/{folder}/{shard_name(split, self.part, self.n_parts, ext)}"
 
-    def _stream(self, folder: str, split: str, schema=None):
+    def _stream(self, folder: str, split: str):
+        """The (stream, Parquet writer or None) of a shard, opened at its first rows."""
         import pyarrow.parquet as pq
+
+        from webscale_rl.udfs.export_formats import ARROW_SCHEMAS
 
         key = (folder, split)
         if key not in self.open:
+            fmt, ext = self.folders[folder]
             stream = self.fs.open_output_stream(self.path(folder, split) + self.suffix)
-            writer = pq.ParquetWriter(stream, schema) if schema is not None else None
+            writer = pq.ParquetWriter(stream, ARROW_SCHEMAS[fmt]) if ext == "parquet" else None
             self.open[key] = (stream, writer)
             self.rows[key] = 0
         return self.open[key]
 
     def write(self, folder: str, split: str, frame) -> None:
-        from webscale_rl.udfs.export_formats import ARROW_SCHEMAS, to_arrow
+        from webscale_rl.udfs.export_formats import to_arrow
 
-        fmt, ext = self.folders[folder]
-        if ext == "jsonl":
-            if frame.empty:
-                return  # an empty JSON lines file is not loadable: no shard instead
-            stream, _ = self._stream(folder, split)
+        # No rows, no shard: `datasets` cannot read an empty Parquet or JSON lines file.
+        if frame.empty:
+            return
+        stream, writer = self._stream(folder, split)
+        if writer is None:
             text = frame.to_json(orient="records", lines=True, force_ascii=False)
-            stream.write(text.encode("utf-8") if text.endswith("\n") else (text + "\n").encode())
+            stream.write((text if text.endswith("\n") else text + "\n").encode("utf-8"))
         else:
-            _, writer = self._stream(folder, split, ARROW_SCHEMAS[fmt])
-            writer.write_table(to_arrow(frame, fmt))
+            writer.write_table(to_arrow(frame, self.folders[folder][0]))
         self.rows[(folder, split)] += len(frame)
 
     def close(self) -> list[dict]:
-        """Finish every shard (an empty Parquet one for splits with no rows) and list them."""
-        from webscale_rl.udfs.export_formats import ARROW_SCHEMAS
-
-        for folder, (fmt, ext) in self.folders.items():
-            if ext == "parquet":
-                for split in SPLITS:
-                    self._stream(folder, split, ARROW_SCHEMAS[fmt])
+        """Finish every shard, move it to its final name, and list them."""
         done = []
         for (folder, split), (stream, writer) in self.open.items():
             if writer is not None:
@@ -327,7 +324,8 @@ def write_exports(spark, qa, out_dir: str, params: ExportSettings) -> list[dict]
     """Write every export shard of the QA rows under out_dir; returns the file manifest.
 
     Row order inside the export is (shard, qa_id), with shards from a hash of qa_id: the same
-    table always gives the same files. A small table is one shard per format and split.
+    table always gives the same files. A small table is one shard per format and split; a
+    shard with no rows of a split has no file for it (datasets cannot read empty files).
     """
     from pyspark.sql import functions as F
 
@@ -349,10 +347,6 @@ def write_exports(spark, qa, out_dir: str, params: ExportSettings) -> list[dict]
         fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
     task = _shard_task(out_dir, folders, n_parts, offsets, params.model_dump_json())
     manifest = [r.asDict() for r in shards.mapInPandas(task, MANIFEST_DDL).collect()]
-    # Partitions with no rows may never run a task (Spark prunes empty shuffles): write their
-    # empty Parquet shards here, so every format and split has its full set of files.
-    for part in sorted(set(range(n_parts)) - {m["part"] for m in manifest}):
-        manifest += ShardWriter(out_dir, folders, part, n_parts, attempt=0).close()
     return sorted(manifest, key=lambda m: m["path"])
 
 

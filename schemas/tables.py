@@ -142,7 +142,10 @@ QA = StructType(
     ]
 )
 
-QA_DEDUPED = QA_VERIFIED
+QA_DEDUPED = StructType(
+    [f for f in QA_VERIFIED.fields if f.name != "run_id"]
+    + [_s("cluster_id"), _s("cluster_size", LongType()), _s("run_id")]
+)
 QA_CLEAN = QA_VERIFIED
 
 BY_NAME = {

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 from pydantic import ValidationError
+
+from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.decontam import (
     BenchmarkSpec,
     DecontamParams,
@@ -25,8 +27,6 @@ from webscale_rl.udfs.decontam import (
     ngrams,
     normalize,
 )
-
-from webscale_rl.errors import ConfigError
 
 N = 13
 

@@ -3,6 +3,10 @@
 import json
 
 import pytest
+
+from webscale_rl import tables
+from webscale_rl.config import load_config
+from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import decontaminate
 from webscale_rl.udfs.decontam import (
     BenchmarkSpec,
@@ -10,10 +14,6 @@ from webscale_rl.udfs.decontam import (
     default_benchmarks,
     normalize,
 )
-
-from webscale_rl import tables
-from webscale_rl.config import load_config
-from webscale_rl.errors import WebscaleError
 
 # BBH and the rest are covered by tests/test_decontam.py; a smaller index keeps this test quick.
 USED = {"gsm8k", "mmlu_stem", "humaneval"}

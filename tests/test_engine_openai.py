@@ -5,6 +5,7 @@ import logging
 
 import pytest
 from fakes.fake_openai_server import FakeOpenAIServer
+
 from webscale_rl.udfs.engine_openai import OpenAIEngine, build_body, parse_retry_after
 from webscale_rl.udfs.llm_engine import LLMParams, describe
 from webscale_rl.udfs.llm_types import LLMRequest

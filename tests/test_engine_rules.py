@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from webscale_rl.udfs.engine_rules import (
     RuleEngine,
     RuleEngineParams,

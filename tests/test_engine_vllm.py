@@ -10,11 +10,11 @@ import sys
 
 import pytest
 from fakes import fake_vllm
+
+from webscale_rl.errors import ConfigError
 from webscale_rl.udfs import engine_vllm, llm_engine
 from webscale_rl.udfs.llm_engine import LLMParams
 from webscale_rl.udfs.llm_types import LLMRequest
-
-from webscale_rl.errors import ConfigError
 
 SCHEMA = {
     "type": "object",

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
+
+from webscale_rl.reward import compute_score, trl_reward
 from webscale_rl.udfs.export_formats import (
     ExportParams,
     build_prompt,
@@ -18,8 +20,6 @@ from webscale_rl.udfs.export_formats import (
     to_trl_rows,
     to_verl_rows,
 )
-
-from webscale_rl.reward import compute_score, trl_reward
 
 # (question, answer, answer_type, a right response body, a wrong response body)
 QA = [

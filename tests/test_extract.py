@@ -8,6 +8,7 @@ import re
 
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+
 from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
 from webscale_rl.udfs.warc import decode_html
 

@@ -5,6 +5,7 @@ import socket
 
 import pytest
 from pydantic import ValidationError
+
 from webscale_rl.udfs import langid
 from webscale_rl.udfs.langid import LangIdParams, check_language, detect_language
 

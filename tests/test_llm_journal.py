@@ -4,6 +4,7 @@ import json
 import multiprocessing
 
 import pytest
+
 from webscale_rl.udfs import llm_engine
 from webscale_rl.udfs.engine_simulated import SimulatedEngine, read_call_counts
 from webscale_rl.udfs.llm_engine import LLMParams, describe, get_engine

@@ -388,7 +388,8 @@ def test_injected_pages_keep_the_schema_and_pass_only_grounded_pairs(
 
     # the model obeyed the planted JSON; the parsers and checks did not
     assert reasons("fake_system_message", "annotate") == {"domain_not_in_list"}
-    assert "answer_not_in_document" in reasons("fake_answer_json", "generate")
+    # "900" is in the page (inside the planted JSON), so the checks let it by; the checker not
+    assert reasons("fake_answer_json", "verify") == {"checker_incorrect"}
     verified = read(spark, cfg, "qa_verified")
     assert len(verified) > 0
     text_of = {v: pages[k] for k, v in by_name.items()}

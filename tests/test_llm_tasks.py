@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from webscale_rl.udfs import prompts
 from webscale_rl.udfs.llm_tasks import (
     DEFAULT_DOMAINS,

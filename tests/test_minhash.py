@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from webscale_rl.udfs.minhash import (
     EMPTY,
     MinHashParams,

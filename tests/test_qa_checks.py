@@ -1,6 +1,7 @@
 """Deterministic QA checks: grounding, leakage, length, references to an unseen source."""
 
 import pytest
+
 from webscale_rl.udfs import prompts
 from webscale_rl.udfs.llm_tasks import DEFAULT_DOMAINS
 from webscale_rl.udfs.qa_checks import (

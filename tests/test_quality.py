@@ -8,6 +8,7 @@ from string import ascii_lowercase
 
 import pytest
 from pydantic import ValidationError
+
 from webscale_rl.udfs.quality import (
     QualityParams,
     c4_quality,

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from webscale_rl.udfs.warc import (
     WarcParams,
     WarcStats,

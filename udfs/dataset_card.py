@@ -12,7 +12,8 @@ Export layout under one version's folder (`<lakehouse>/exports/qa/v<N>/`):
     verl/{split}-...parquet                verl RL rows (score with webscale_rl.reward)
     trl/{split}-...parquet                 TRL GRPOTrainer rows
 
-File names follow the Hub's shard convention, so splits are recognised from the names.
+File names follow the Hub's shard convention, so splits are recognised from the names. A shard
+holding no rows of a split is not written: `datasets` cannot read an empty file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
 from webscale_rl.udfs.export_formats import SPLITS, ExportParams
 
 # The shared demo corpus (../shared/data/README.md) and what the pipeline adds to it.
@@ -84,12 +86,11 @@ class ExportSettings(ExportParams):
 
 def export_dirs(formats: list[str], jsonl: bool) -> dict[str, tuple[str, str]]:
     """The export folders to write for these formats, in a fixed order."""
-    wanted = {
+    return {
         d: spec
         for d, spec in EXPORT_DIRS.items()
         if spec[0] in formats and (d != "hf_jsonl" or jsonl)
     }
-    return wanted
 
 
 def shard_name(split: str, part: int, n_parts: int, ext: str) -> str:
@@ -166,7 +167,8 @@ def front_matter(facts: CardFacts) -> str:
             for split in SPLITS
             if any(f.startswith(f"{folder}/{split}-") for f in files)
         ]
-        configs.append({"config_name": CONFIG_NAMES[folder], "data_files": data_files})
+        if data_files:  # a folder with no rows has no files
+            configs.append({"config_name": CONFIG_NAMES[folder], "data_files": data_files})
     if configs and not any(c["config_name"] == "default" for c in configs):
         configs[0]["default"] = True
     header = {

@@ -20,6 +20,7 @@ from webscale_rl.udfs.decontam import DecontamParams
 from webscale_rl.udfs.langid import LangIdParams
 from webscale_rl.udfs.llm_engine import LLMParams
 from webscale_rl.udfs.llm_tasks import TaskParams
+from webscale_rl.udfs.minhash import MinHashParams
 from webscale_rl.udfs.quality import QualityParams
 from webscale_rl.udfs.warc import WarcParams
 
@@ -148,6 +149,14 @@ class Config(Section):
     tables: TableNames = Field(default_factory=TableNames)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     filter: FilterSettings = Field(default_factory=FilterSettings)
+    dedup: MinHashParams = Field(
+        default_factory=MinHashParams, description="Near-duplicate removal over documents."
+    )
+    qa_dedup: MinHashParams = Field(
+        # Questions are short: word bigrams, a slightly lower bar.
+        default_factory=lambda: MinHashParams(text_column="question", ngram=2, verify_threshold=0.7),
+        description="Near-duplicate removal over generated questions.",
+    )
     llm: LLMParams = Field(default_factory=LLMParams, description="LLM engine for the LLM stages.")
     tasks: TaskParams = Field(
         default_factory=TaskParams,

@@ -89,12 +89,17 @@ def warc_cases(with_large: bool = True) -> list[WarcCase]:
         ),
         WarcCase("one_repeated_char", _html("a" * 200_000)),
         WarcCase("empty_body", b""),
-        WarcCase("script_only", b"<html><head><script>var x = 1;" + b"x++;" * 5000 + b"</script></head></html>"),
+        WarcCase(
+            "script_only",
+            b"<html><head><script>var x = 1;" + b"x++;" * 5000 + b"</script></head></html>",
+        ),
         WarcCase("prompt_injection", _html(_paragraphs(PROSE, 2) + f"<p>{INJECTION}</p>" * 3)),
         WarcCase("long_line", _html("<p>" + "word" * 300_000 + "</p>")),
         WarcCase(
             "zero_width_and_control",
-            _html(_paragraphs("zero\u200bwidth\u200djoin\ufeff bell\x07 esc\x1b nul\x00 " + PROSE, 4)),
+            _html(
+                _paragraphs("zero\u200bwidth\u200djoin\ufeff bell\x07 esc\x1b nul\x00 " + PROSE, 4)
+            ),
         ),
         WarcCase(
             "right_to_left",

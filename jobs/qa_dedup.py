@@ -1,0 +1,26 @@
+"""QA dedup: the dedup job on questions (`qa_verified` -> `qa_deduped`), before decontamination.
+
+Near-identical questions from different pages or personas would over-weight one fact in RL
+training; the same MinHash-LSH job that dedups documents removes them (config `qa_dedup`).
+"""
+
+from __future__ import annotations
+
+from webscale_rl.config import Config
+from webscale_rl.jobs import dedup
+from webscale_rl.jobs.base import StageResult, stage_main_for
+
+NAME = "qa_dedup"
+INPUT = "qa_verified"
+OUTPUT = "qa_deduped"
+KEY = "qa_id"
+
+
+def run(spark, cfg: Config) -> StageResult:
+    return dedup.run(spark, cfg, target=dedup.QUESTIONS)
+
+
+main = stage_main_for(NAME)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
