@@ -155,6 +155,7 @@ def row_stage(
     chunks: int = 1,
     input_df=None,
     metrics=None,
+    input_schema=None,
 ) -> StageResult:
     """Run a per-row stage: skip rows already done, transform the rest, commit each chunk.
 
@@ -175,6 +176,8 @@ def row_stage(
                 f"stage {name}: input table {in_ref} does not exist; run the stage before it"
             )
         input_df = tables.read(spark, in_ref)
+    if input_schema is not None:  # a clear error naming the column, before any work
+        tables.check_columns(input_df, input_schema, f"stage {name} input {in_ref}")
     in_version = tables.version(spark, in_ref)
     total = input_df.count()
     todo = tables.pending(spark, cfg, name, input_df, out_ref, key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from webscale_rl.config import Config, FilterSettings
 from webscale_rl.jobs.base import StageResult, row_stage, stage_main_for
-from webscale_rl.schemas.tables import FILTERED
+from webscale_rl.schemas.tables import DOCUMENTS, FILTERED
 from webscale_rl.udfs.langid import LangIdParams
 
 NAME = "filter"
@@ -75,6 +75,7 @@ def run(spark, cfg: Config) -> StageResult:
         FILTERED,
         key="doc_id",
         transform=lambda pdf: filter_batch(pdf, settings, run_id),
+        input_schema=DOCUMENTS,
     )
 
 

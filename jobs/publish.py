@@ -520,8 +520,10 @@ def run(spark, cfg: Config) -> StageResult:
         else:
             result.rejects[r[0]] = r["count"]
     kept = marked.where(marked[tables.REJECT_REASON].isNull()).orderBy(KEY)
-    tables.overwrite(spark, cfg, NAME, out_ref, kept, schemas.QA)
+    # Rejects first: the qa commit ends the publish, and the card's funnel reads every table
+    # as of that commit.
     replace_rejects(spark, cfg, marked)
+    tables.overwrite(spark, cfg, NAME, out_ref, kept, schemas.QA)
     version = tables.version(spark, out_ref)
     result.outputs = {out_ref: version}
     if note:

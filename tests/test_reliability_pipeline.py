@@ -37,6 +37,7 @@ def _load_bench():
         "bench_reliability", REPO / "bench" / "reliability.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
