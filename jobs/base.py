@@ -56,7 +56,10 @@ def add_global_options(p: argparse.ArgumentParser, after_command: bool = False) 
     as spark-submit and job schedulers pass them: `jobs/ingest.py --lakehouse X --input Y`."""
     unset = {"default": argparse.SUPPRESS} if after_command else {}
     p.add_argument(
-        "--config", metavar="FILE", help="YAML config file (see `webscale-rl config show`).", **unset
+        "--config",
+        metavar="FILE",
+        help="YAML config file (see `webscale-rl config show`).",
+        **unset,
     )
     p.add_argument(
         "--lakehouse", metavar="PATH", help="Folder or URI holding the Delta tables.", **unset
@@ -118,6 +121,8 @@ def run_stage(spark, cfg: Config, module) -> StageResult:
         if cfg.mlflow.enabled:
             tracking.log_stage_result(result)
     print(result.summary(), flush=True)
+    for note in result.notes:
+        print(f"    {note}", flush=True)
     return result
 
 

@@ -27,6 +27,7 @@ from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.udfs.dataset_card import (
+    EXPORT_DIRS,
     CardFacts,
     ExportSettings,
     PublishParams,
@@ -327,6 +328,7 @@ def write_exports(spark, qa, out_dir: str, params: ExportSettings) -> list[dict]
     table always gives the same files. A small table is one shard per format and split; a
     shard with no rows of a split has no file for it (datasets cannot read empty files).
     """
+    import pyarrow.fs as pafs
     from pyspark.sql import functions as F
 
     folders = export_dirs(list(params.formats), params.jsonl)
@@ -341,10 +343,13 @@ def write_exports(spark, qa, out_dir: str, params: ExportSettings) -> list[dict]
     for part in range(n_parts):
         offsets[part], total = total, total + by_part.get(part, 0)
 
+    # Empty every export folder (also of formats not written now): the card lists what is there.
     fs, root = _filesystem(out_dir)
+    for folder in EXPORT_DIRS:
+        if fs.get_file_info(f"{root}/{folder}").type != pafs.FileType.NotFound:
+            fs.delete_dir(f"{root}/{folder}")
     for folder in folders:
         fs.create_dir(f"{root}/{folder}", recursive=True)
-        fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
     task = _shard_task(out_dir, folders, n_parts, offsets, params.model_dump_json())
     manifest = [r.asDict() for r in shards.mapInPandas(task, MANIFEST_DDL).collect()]
     return sorted(manifest, key=lambda m: m["path"])
@@ -408,21 +413,19 @@ def breakdowns(qa) -> dict[str, dict]:
 
 def funnel_and_rejects(spark, cfg: Config, when: dt.datetime):
     """Rows per pipeline table and rejects per stage/reason, as they were at `when`."""
-
-    funnel: dict[str, int | None] = {}
+    funnel: dict[str, int] = {}
     for logical in FUNNEL:
         ref = tables.table_ref(cfg, logical)
         v = version_at(spark, ref, when)
-        funnel[tables.table_name(cfg, logical)] = (
-            None if v is None else tables.read(spark, ref, v).count()
-        )
+        if v is not None:
+            funnel[tables.table_name(cfg, logical)] = tables.read(spark, ref, v).count()
     rejects: dict[str, dict[str, int]] = {}
     ref = tables.table_ref(cfg, "rejects")
     v = version_at(spark, ref, when)
     if v is not None:
         for r in tables.read(spark, ref, v).groupBy("stage", "reason").count().collect():
             rejects.setdefault(r["stage"], {})[r["reason"]] = r["count"]
-    return {k: n for k, n in funnel.items() if n is not None}, rejects
+    return funnel, rejects
 
 
 def card_facts(
@@ -511,14 +514,16 @@ def run(spark, cfg: Config) -> StageResult:
     df = tables.read(spark, in_ref, in_version)
     tables.check_columns(df, schemas.QA, f"publish input {in_ref}")
 
+    tables.set_commit_metadata(spark, cfg, NAME)  # every commit below carries the run id
     marked = mark_rows(spark, df, cfg.publish.max_domain_share)
     result = StageResult(stage=NAME, inputs={in_ref: in_version})
     for r in marked.groupBy(tables.REJECT_REASON).count().collect():
+        reason = r[tables.REJECT_REASON]
         result.rows_in += r["count"]
-        if r[0] is None:
+        if reason is None:
             result.rows_out = r["count"]
         else:
-            result.rejects[r[0]] = r["count"]
+            result.rejects[reason] = r["count"]
     kept = marked.where(marked[tables.REJECT_REASON].isNull()).orderBy(KEY)
     # Rejects first: the qa commit ends the publish, and the card's funnel reads every table
     # as of that commit.
@@ -532,8 +537,6 @@ def run(spark, cfg: Config) -> StageResult:
         out_dir, _ = export_version(spark, cfg, version)
         write_text(f"{exports_root(cfg)}/latest", f"v{version}\n")
         result.notes.append(f"exports and dataset card: {out_dir}")
-    for line in result.notes:
-        print(f"[{NAME}] {line}", flush=True)
     return result
 
 

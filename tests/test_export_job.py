@@ -145,10 +145,13 @@ def test_card_lists_domains_and_counts(published):
 def test_export_command_reexports_an_older_version(spark, published, tmp_path, capsys):
     cfg, _, version, _ = published
     out = tmp_path / "again"
+    (out / "trl").mkdir(parents=True)
+    (out / "trl" / "train-00000-of-00009.parquet").write_text("from an earlier export")
     base = ["--lakehouse", cfg.lakehouse, "--set", "mlflow.enabled=false"]
     args = ["export", "--version", str(version), "--formats", "verl", "--out", str(out)]
     assert cli.main([*base, *args]) == 0
     assert "19 rows" in capsys.readouterr().out
+    # Only what the card lists is left: the earlier trl folder is gone.
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "verl"]
     # Version 0 is re-exported whole, although the latest version is capped.
     _, parts = read_folder(out / "verl")

@@ -35,6 +35,8 @@ DEFAULT_LICENCE_NOTES = [
     "scrapinghub/article-extraction-benchmark (MIT); Common Crawl samples from "
     "chatnoir-resiliparse, whirlwind-python, dolma and warcio tests (Apache-2.0), cc_net (MIT). "
     "They are test input, not a dataset to redistribute.",
+    "Packaged sample corpus (`resources/sample_corpus`): original prose written for webscale-rl, "
+    "Apache-2.0 like the project.",
 ]
 
 # Export folder -> (converter format, file extension).

@@ -250,12 +250,16 @@ def to_frame(states: list[RowState], ctx: BatchContext):
 
 def transform_batch(pdf, ctx: BatchContext):
     """pandas batch of input rows -> output rows with `_reject_reason/_reject_detail/_row_id`."""
+    began = time.perf_counter()
     rows = [{k: _clean(v) for k, v in r.items()} for r in pdf.to_dict("records")]
     meter = _new_meter()
     states = run_steps(rows, ctx, meter)
+    frame = to_frame(states, ctx)
+    # engine seconds / UDF seconds = the share of the task's Python time the engine is busy
+    meter["llm_udf_seconds"] = time.perf_counter() - began
     if ctx.meter is not None:
         ctx.meter.add(meter)
-    return to_frame(states, ctx)
+    return frame
 
 
 # --- driver side -------------------------------------------------------------------------------

@@ -156,6 +156,10 @@ def _run(cfg, stages, title: str) -> int:
         from webscale_rl.summary import print_summary
 
         print_summary(spark, cfg, results)
+    if cfg.mlflow.enabled:
+        from webscale_rl.reporting import render_report
+
+        print(f"report: {render_report(spark, cfg, run_id)}")
     return 0
 
 
