@@ -180,10 +180,15 @@ def diff_snapshots(a: dict, b: dict) -> dict[str, dict[str, int]]:
     return diffs
 
 
+def read_call_counts(counts_path: Path) -> Counter:
+    """Simulated-engine calls per request id, summed over every process that ran."""
+    from webscale_rl.udfs.engine_simulated import read_call_counts as read
+
+    return read(counts_path)
+
+
 def repeated_requests(counts_path: Path) -> dict[str, int]:
     """Simulated-engine request ids sent more than once, over every process that ran."""
-    from webscale_rl.udfs.engine_simulated import read_call_counts
-
     return {rid: n for rid, n in read_call_counts(counts_path).items() if n > 1}
 
 

@@ -167,7 +167,9 @@ def row_stage(
     `transform(pandas.DataFrame) -> pandas.DataFrame` runs on executors and returns the output
     schema's columns plus `_row_id`, `_reject_reason`, `_reject_detail`. With `chunks > 1` the
     pending rows are split by a hash of `key` and committed chunk by chunk, so a crash loses at
-    most one chunk of work (LLM stages journal even that).
+    most one chunk of work (LLM stages journal even that). `partitions` hash-partitions the
+    pending rows on `key`, so a row lands in the same task on every rerun; `profile` is a Spark
+    resource profile (GPUs per task) for the UDF's stage.
     """
     from pyspark.sql import functions as F
 
@@ -186,7 +188,10 @@ def row_stage(
     in_version = tables.version(spark, in_ref)
     total = input_df.count()
     todo = tables.pending(spark, cfg, name, input_df, out_ref, key)
+    if partitions:
+        todo = todo.repartition(partitions, key)
     out_schema = result_schema(schema)
+    udf_options = {"profile": profile} if profile is not None else {}
 
     def apply(batches):
         for batch in batches:
@@ -198,7 +203,13 @@ def row_stage(
             todo if chunks == 1 else todo.where(F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == i)
         )
         counts = tables.commit_results(
-            spark, cfg, name, part.mapInPandas(apply, out_schema), out_ref, schema, key=key
+            spark,
+            cfg,
+            name,
+            part.mapInPandas(apply, out_schema, **udf_options),
+            out_ref,
+            schema,
+            key=key,
         )
         result.rows_in += counts.rows_in
         result.rows_out += counts.rows_out

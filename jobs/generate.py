@@ -13,7 +13,7 @@ from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas.tables import QA_CANDIDATES
+from webscale_rl.schemas.tables import ANNOTATIONS, QA_CANDIDATES
 from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
 NAME = "generate"
@@ -53,7 +53,12 @@ def units(annotations):
 
 def _annotations(spark, cfg: Config):
     ref = tables.table_ref(cfg, INPUT)
-    return tables.read(spark, ref) if tables.exists(spark, ref) else None
+    if not tables.exists(spark, ref):
+        return None
+    annotations = tables.read(spark, ref)
+    # a clear error naming a missing or mistyped column, before any work
+    tables.check_columns(annotations, ANNOTATIONS, f"stage {NAME} input {ref}")
+    return annotations
 
 
 def input_units(spark, cfg: Config):

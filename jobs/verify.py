@@ -10,11 +10,13 @@ from `annotations` (joined on doc_id): a candidate without one is `missing_docum
 
 from __future__ import annotations
 
+from pyspark.sql.types import StructType
+
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas.tables import QA_VERIFIED
+from webscale_rl.schemas.tables import ANNOTATIONS, QA_CANDIDATES, QA_VERIFIED
 from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 from webscale_rl.udfs.llm_tasks import TaskParams
 from webscale_rl.udfs.prompts import truncate_document
@@ -25,6 +27,7 @@ INPUT = "qa_candidates"
 OUTPUT = "qa_verified"
 KEY = "qa_id"
 DOCUMENTS = "annotations"  # where the candidates' document text lives
+TEXT_COLUMNS = StructType([f for f in ANNOTATIONS.fields if f.name in ("doc_id", "text")])
 
 
 def grounding_check(row: dict, params: TaskParams) -> tuple[bool, str, str]:
@@ -57,7 +60,11 @@ def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult
         if not tables.exists(spark, ref):
             raise WebscaleError(f"stage {NAME}: input table {ref} does not exist; run {name} first")
     candidates = tables.read(spark, refs[INPUT])
-    texts = tables.read(spark, refs[DOCUMENTS]).select("doc_id", "text")
+    texts = tables.read(spark, refs[DOCUMENTS])
+    # clear errors naming a missing or mistyped column, before any work
+    tables.check_columns(candidates, QA_CANDIDATES, f"stage {NAME} input {refs[INPUT]}")
+    tables.check_columns(texts, TEXT_COLUMNS, f"stage {NAME} input {refs[DOCUMENTS]}")
+    texts = texts.select("doc_id", "text")
     rows = candidates.join(texts, on="doc_id", how="left")
     return run_llm_stage(spark, cfg, SPEC, QA_VERIFIED, INPUT, OUTPUT, rows, params)
 

@@ -7,6 +7,8 @@ written with its first column (the row id) dropped, or retyped to an integer.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -40,14 +42,29 @@ def broken_input(spark, schema, how: str):
     return df.withColumn(col, F.lit(1).cast("int")), col
 
 
+@pytest.fixture(scope="module")
+def valid_tables(spark, tmp_path_factory):
+    """A lakehouse holding every pipeline table, empty and well-formed (a stage may read more
+    than its INPUT, e.g. verify joins annotations); each test copies it, then breaks one."""
+    lakehouse = tmp_path_factory.mktemp("valid") / "lh"
+    cfg = load_config(lakehouse=str(lakehouse))
+    for logical, schema in schemas.BY_NAME.items():
+        if logical != "rejects":
+            write_table(spark, tables.table_ref(cfg, logical), spark.createDataFrame([], schema))
+    return lakehouse
+
+
 @pytest.mark.parametrize("how", ["missing", "wrong_type"])
 @pytest.mark.parametrize("stage", STAGES_WITH_INPUT)
-def test_stage_input_with_a_bad_column_is_refused_before_work(spark, tmp_path, capsys, stage, how):
+def test_stage_input_with_a_bad_column_is_refused_before_work(
+    spark, tmp_path, capsys, valid_tables, stage, how
+):
     module = load_stage(stage)
-    schema = schemas.BY_NAME[module.INPUT]
     lakehouse = tmp_path / "lh"
-    df, col = broken_input(spark, schema, how)
     cfg = load_config(lakehouse=str(lakehouse))
+    shutil.copytree(valid_tables, lakehouse)
+    shutil.rmtree(tables.table_ref(cfg, module.OUTPUT))
+    df, col = broken_input(spark, schemas.BY_NAME[module.INPUT], how)
     write_table(spark, tables.table_ref(cfg, module.INPUT), df)
 
     rc, out = run_cli(capsys, lakehouse, "stage", stage)

@@ -65,8 +65,7 @@ class LLMStageParams(BaseModel):
 
 
 def stage_params(cfg) -> LLMStageParams:
-    # Until the pipeline config has an `llm_stages` section, the defaults apply.
-    return getattr(cfg, "llm_stages", None) or LLMStageParams()
+    return cfg.llm_stages
 
 
 # --- what a stage is -------------------------------------------------------------------------
@@ -352,10 +351,6 @@ def run_llm_stage(
     n_tasks = params.tasks or spark.sparkContext.defaultParallelism
     meter = spark.sparkContext.accumulator({}, SumDict())
     ctx = BatchContext(spec, llm, cfg.tasks, cfg.run_id, meter)
-    extra = {}
-    profile = gpu_profile(llm)
-    if profile is not None:
-        extra["profile"] = profile  # needs row_stage(profile=...) -> mapInPandas(profile=...)
     began = time.time()
     result = row_stage(
         spark,
@@ -367,9 +362,10 @@ def run_llm_stage(
         key=spec.key,
         transform=lambda pdf: transform_batch(pdf, ctx),
         chunks=params.commit_chunks,
+        input_df=input_df,
         # Hash layout on the key: a row lands in the same task (journal folder) on every rerun.
-        input_df=input_df.repartition(n_tasks, spec.key),
-        **extra,
+        partitions=n_tasks,
+        profile=gpu_profile(llm),
     )
     result.metrics.update(stage_metrics(meter.value, result.rows_out, time.time() - began))
     result.notes.append(

@@ -19,6 +19,7 @@ from webscale_rl.udfs.dataset_card import ExportSettings, PublishParams
 from webscale_rl.udfs.decontam import DecontamParams
 from webscale_rl.udfs.langid import LangIdParams
 from webscale_rl.udfs.llm_engine import LLMParams
+from webscale_rl.udfs.llm_stage import LLMStageParams
 from webscale_rl.udfs.llm_tasks import TaskParams
 from webscale_rl.udfs.minhash import MinHashParams
 from webscale_rl.udfs.quality import QualityParams
@@ -154,10 +155,15 @@ class Config(Section):
     )
     qa_dedup: MinHashParams = Field(
         # Questions are short: word bigrams, a slightly lower bar.
-        default_factory=lambda: MinHashParams(text_column="question", ngram=2, verify_threshold=0.7),
+        default_factory=lambda: MinHashParams(
+            text_column="question", ngram=2, verify_threshold=0.7
+        ),
         description="Near-duplicate removal over generated questions.",
     )
     llm: LLMParams = Field(default_factory=LLMParams, description="LLM engine for the LLM stages.")
+    llm_stages: LLMStageParams = Field(
+        default_factory=LLMStageParams, description="How the LLM stages are laid out on Spark."
+    )
     tasks: TaskParams = Field(
         default_factory=TaskParams,
         description="The LLM tasks: domains, personas, few-shot, QA checks.",
