@@ -161,6 +161,8 @@ def row_stage(
     input_df=None,
     metrics=None,
     input_schema=None,
+    partitions: int | None = None,
+    profile=None,
 ) -> StageResult:
     """Run a per-row stage: skip rows already done, transform the rest, commit each chunk.
 
