@@ -8,12 +8,14 @@ naming the benchmark, the item and the matched n-gram. Reruns only check rows no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from webscale_rl import tables
-from webscale_rl.config import Config
-from webscale_rl.errors import WebscaleError
+from webscale_rl.config import REPO_ROOT, Config
+from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.decontam import DecontamParams, build_ngram_index
+from webscale_rl.udfs.decontam import DecontamParams, build_ngram_index, resolve_files
 
 NAME = "decontaminate"
 INPUT = "qa_deduped"
@@ -81,6 +83,30 @@ def mark_contaminated(df, broadcast_index, params: DecontamParams):
     )
 
 
+def resolve_data_root(data_root: str) -> str:
+    """A relative root is taken from the working directory, else from beside the checkout."""
+    path = Path(data_root)
+    if path.is_absolute() or path.exists():
+        return str(path)
+    beside_repo = REPO_ROOT / path
+    return str(beside_repo) if beside_repo.exists() else str(path)
+
+
+def available_benchmarks(params: DecontamParams, data_root: str):
+    """The benchmarks to index, and the names left out because their files are missing
+    (only with `on_missing: skip`; otherwise a missing file is an error before any work)."""
+    if params.on_missing == "error":
+        return list(params.benchmarks), []
+    specs, skipped = [], []
+    for spec in params.benchmarks:
+        try:
+            resolve_files(spec, data_root)
+            specs.append(spec)
+        except ConfigError:
+            skipped.append(spec.name)
+    return specs, skipped
+
+
 def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult:
     params = params or params_of(cfg)
     in_ref, out_ref = tables.table_ref(cfg, INPUT), tables.table_ref(cfg, OUTPUT)
@@ -91,7 +117,9 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     tables.check_columns(qa, SCHEMA, f"decontaminate input {in_ref}")
     checked_columns(qa, params)  # fail before the index is built
 
-    index = build_ngram_index(params.benchmarks, params.n, params.data_root)
+    data_root = resolve_data_root(params.data_root)
+    specs, skipped = available_benchmarks(params, data_root)
+    index = build_ngram_index(specs, params.n, data_root)
     broadcast_index = spark.sparkContext.broadcast(index)
     try:
         todo = tables.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), out_ref, "qa_id")
@@ -108,12 +136,19 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
         skipped=counts.skipped,
         inputs={in_ref: in_version},
         outputs={out_ref: tables.version(spark, out_ref)},
-        metrics={"index_ngrams": len(index), "benchmarks": len(params.benchmarks)},
+        metrics={
+            "index_ngrams": len(index),
+            "benchmarks": len(specs),
+            "benchmarks_skipped": len(skipped),
+        },
     )
     result.notes.append(
-        f"n={params.n} benchmarks={','.join(b.name for b in params.benchmarks)} "
-        f"index_ngrams={len(index)}"
+        f"n={params.n} benchmarks={','.join(b.name for b in specs)} index_ngrams={len(index)}"
     )
+    if skipped:
+        result.notes.append(
+            f"benchmarks SKIPPED, files missing under {data_root}: {', '.join(skipped)}"
+        )
     return result
 
 

@@ -148,3 +148,21 @@ def test_check_fields_must_name_qa_columns(spark, cfg, params, shared_data):
     bad = params.model_copy(update={"check_fields": [["prompt"]], "benchmarks": [gone]})
     with pytest.raises(WebscaleError, match="prompt"):
         decontaminate.run(spark, cfg, bad)
+
+
+def test_missing_benchmarks_error_or_skip(tmp_path):
+    from webscale_rl.jobs.decontaminate import available_benchmarks, resolve_data_root
+    from webscale_rl.udfs.decontam import BenchmarkSpec, DecontamParams
+
+    (tmp_path / "here.jsonl").write_text('{"question": "What is two plus two?"}\n')
+    specs = [
+        BenchmarkSpec(name="here", path="here.jsonl", fields=["question"]),
+        BenchmarkSpec(name="gone", path="gone.jsonl", fields=["question"]),
+    ]
+    keep, skipped = available_benchmarks(
+        DecontamParams(benchmarks=specs, on_missing="skip"), str(tmp_path)
+    )
+    assert ([s.name for s in keep], skipped) == (["here"], ["gone"])
+    keep, skipped = available_benchmarks(DecontamParams(benchmarks=specs), str(tmp_path))
+    assert len(keep) == 2 and skipped == []  # `error`: the index build names the missing file
+    assert resolve_data_root(str(tmp_path)) == str(tmp_path)

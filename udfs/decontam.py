@@ -142,6 +142,12 @@ class DecontamParams(BaseModel):
         "working directory of the driver).",
     )
 
+    on_missing: Literal["error", "skip"] = Field(
+        "error",
+        description="A benchmark whose files are missing: `error` stops the stage before any work; "
+        "`skip` leaves it out and says so in the stage notes and the `benchmarks_skipped` metric.",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> DecontamParams:
         names = [b.name for b in self.benchmarks]
