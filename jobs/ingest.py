@@ -136,7 +136,9 @@ def _jsonl_parser(cfg: Config):
 
         for batch in batches:
             rows = []
-            for line, path in zip(batch["value"], batch["path"], strict=True):
+            for raw, path in zip(batch["value"], batch["path"], strict=True):
+                # bytes: a line that is not valid UTF-8 must not fail the task (Arrow would)
+                line = raw.decode("utf-8", errors="replace")
                 row_id = f"{path}:{stable_hash(line, length=20)}"
                 rec = {"row_id": row_id, "source": path, "source_format": "jsonl"}
                 try:
@@ -186,6 +188,8 @@ def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
             F.col("value"), F.col("_metadata.file_path").alias("path")
         )
         lines = lines.where(F.length(F.trim("value")) > 0)
+        # Spark's text reader keeps invalid UTF-8 bytes; hand the parser bytes, not strings
+        lines = lines.withColumn("value", F.col("value").cast("binary"))
         return lines.mapInPandas(_jsonl_parser(cfg), RAW_DDL)
     df = spark.read.format("delta").load(files[0]) if fmt == "delta" else spark.read.parquet(*files)
     return _table_records(df, cfg, fmt, files)

@@ -74,7 +74,9 @@ def run_pipeline(lakehouse: Path, inputs: list[Path], *sets: str) -> int:
     args = ["--lakehouse", str(lakehouse), "--set", "mlflow.enabled=false"]
     for s in sets:
         args += ["--set", s]
-    return main([*args, "run", "--input", ",".join(str(p) for p in inputs)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(lakehouse.parent)  # run reports written relative to cwd stay in tmp
+        return main([*args, "run", "--input", ",".join(str(p) for p in inputs)])
 
 
 def ingest_fates(spark, cfg) -> tuple[dict, dict]:

@@ -63,6 +63,7 @@ def run_in_process(work: Path, sets: list[str], lakehouse: Path | None = None) -
     lakehouse = lakehouse or work / "lh"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
+        mp.chdir(work)  # run reports and anything else written relative to cwd stay here
         return main(["--lakehouse", str(lakehouse), *_set_args(sets), "run", "--input", SAMPLE])
 
 
