@@ -88,17 +88,17 @@ def stage_lines(stdout: str) -> dict[str, dict[str, int]]:
 
 
 def uses_commit_hook(stage: str) -> bool:
-    """True when the stage commits through `tables.commit_results` (where the hook sits).
+    """True unless the stage is a whole-table one that commits with `tables.overwrite`.
 
-    Whole-table stages (publish overwrites `qa` in one commit) have no partial state to
-    resume from, so they carry no crash point.
+    Every incremental stage commits through `tables.commit_results`, where the hook sits (the
+    crash test fails if one does not). A whole-table stage (publish replaces `qa` in one
+    commit) has no partial state to resume from, so it carries no crash point.
     """
     import inspect
 
     from webscale_rl.jobs.base import load_stage
 
-    src = inspect.getsource(load_stage(stage))
-    return any(name in src for name in ("commit_results", "row_stage", "run_llm_stage"))
+    return "tables.overwrite(" not in inspect.getsource(load_stage(stage))
 
 
 def crash_plan(stages: list[str], all_points: bool = False) -> list[tuple[str, str]]:

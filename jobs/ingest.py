@@ -156,9 +156,9 @@ def _jsonl_parser(cfg: Config):
                     continue
                 sid = obj.get(id_field)
                 rec.update(
-                    source_id=None if sid is None else str(sid),
-                    url=obj.get(url_field) if isinstance(obj.get(url_field), str) else None,
-                    text=obj.get(text_field) if isinstance(obj.get(text_field), str) else None,
+                    source_id=None if sid is None else _storable(str(sid)),
+                    url=_storable(obj.get(url_field)),
+                    text=_storable(obj.get(text_field)),
                 )
                 if text_field not in obj or obj[text_field] is None:
                     rec.update(
@@ -171,6 +171,14 @@ def _jsonl_parser(cfg: Config):
 
 
 RAW_DDL_COLUMNS = [c.split()[0] for c in RAW_DDL.split(", ")]
+
+
+def _storable(value):
+    """A JSON string as a column can hold it: JSON may escape lone surrogates (\\ud800), which
+    no UTF-8 string can store and which would fail the whole Spark task; they become '?'."""
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
