@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+
 from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
 from webscale_rl.udfs.warc import WarcParams, WarcStats, decode_html, iter_records
 

@@ -53,7 +53,13 @@ class DedupTarget:
 
 DOCUMENTS = DedupTarget(NAME, INPUT, OUTPUT, "doc_id", "text", schemas.FILTERED, schemas.DEDUPED)
 QUESTIONS = DedupTarget(
-    "qa_dedup", "qa_verified", "qa_deduped", "qa_id", "question", schemas.QA_VERIFIED, schemas.QA_DEDUPED
+    "qa_dedup",
+    "qa_verified",
+    "qa_deduped",
+    "qa_id",
+    "question",
+    schemas.QA_VERIFIED,
+    schemas.QA_DEDUPED,
 )
 
 

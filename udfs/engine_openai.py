@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
+
 from webscale_rl.udfs.llm_engine import LLMParams, resolve_api_key, sampling_for
 from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
 

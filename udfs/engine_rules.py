@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from webscale_rl.udfs import qa_checks
 from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
 from webscale_rl.udfs.prompts import resource_dir

@@ -18,10 +18,9 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 
+from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.llm_engine import LLMParams, sampling_for
 from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
-
-from webscale_rl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

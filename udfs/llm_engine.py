@@ -19,10 +19,10 @@ import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from webscale_rl.udfs.engine_rules import RuleEngineParams
-from webscale_rl.udfs.llm_types import Engine, LLMRequest
 
 from webscale_rl.errors import ConfigError
+from webscale_rl.udfs.engine_rules import RuleEngineParams
+from webscale_rl.udfs.llm_types import Engine, LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ class LLMParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: RuleEngineParams = Field(
-        default_factory=RuleEngineParams, description="Thresholds of the LLM-free rule engine ('none')."
+        default_factory=RuleEngineParams,
+        description="Thresholds of the LLM-free rule engine ('none').",
     )
     engine: Literal["none", "vllm", "openai", "simulated"] = Field(
         "none",

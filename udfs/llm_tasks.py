@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from webscale_rl.udfs import prompts
 from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
 from webscale_rl.udfs.qa_checks import ANSWER_TYPES, QACheckParams, run_checks

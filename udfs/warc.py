@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
 
 HEAD_BYTES = 64 * 1024
