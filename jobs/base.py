@@ -40,6 +40,22 @@ class StageResult:
     def rejected(self) -> int:
         return sum(self.rejects.values())
 
+    @classmethod
+    def from_counts(cls, stage: str, counts, spark, inputs: dict, output_ref: str, **extra):
+        """A result for a stage that committed once with `tables.commit_results`."""
+        from webscale_rl import tables
+
+        return cls(
+            stage=stage,
+            rows_in=counts.rows_in,
+            rows_out=counts.rows_out,
+            rejects=counts.rejects,
+            skipped=counts.skipped,
+            inputs=inputs,
+            outputs={output_ref: tables.version(spark, output_ref)},
+            **extra,
+        )
+
     def summary(self) -> str:
         top = ", ".join(
             f"{r}={n}" for r, n in sorted(self.rejects.items(), key=lambda x: -x[1])[:6]

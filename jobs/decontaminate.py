@@ -128,14 +128,12 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     finally:
         broadcast_index.destroy()
 
-    result = StageResult(
-        stage=NAME,
-        rows_in=counts.rows_in,
-        rows_out=counts.rows_out,
-        rejects=counts.rejects,
-        skipped=counts.skipped,
-        inputs={in_ref: in_version},
-        outputs={out_ref: tables.version(spark, out_ref)},
+    result = StageResult.from_counts(
+        NAME,
+        counts,
+        spark,
+        {in_ref: in_version},
+        out_ref,
         metrics={
             "index_ngrams": len(index),
             "benchmarks": len(specs),

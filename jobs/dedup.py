@@ -313,14 +313,12 @@ def run(
     finally:
         cached.unpersist()
 
-    result = StageResult(
-        stage=target.stage,
-        rows_in=counts.rows_in,
-        rows_out=counts.rows_out,
-        rejects=counts.rejects,
-        skipped=counts.skipped,
-        inputs={in_ref: in_version},
-        outputs={out_ref: tables.version(spark, out_ref)},
+    result = StageResult.from_counts(
+        target.stage,
+        counts,
+        spark,
+        {in_ref: in_version},
+        out_ref,
         metrics={k: float(v) for k, v in stats.items()},
     )
     result.notes.append(

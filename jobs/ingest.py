@@ -268,14 +268,12 @@ def run(spark, cfg: Config) -> StageResult:
     out_ref = tables.table_ref(cfg, OUTPUT)
     before = tables.version(spark, out_ref)
     counts = tables.commit_results(spark, cfg, NAME, results, out_ref, DOCUMENTS, key="doc_id")
-    result = StageResult(
-        stage=NAME,
-        rows_in=counts.rows_in,
-        rows_out=counts.rows_out,
-        rejects=counts.rejects,
-        skipped=counts.skipped,
-        inputs={p: None for p in files[:50]},
-        outputs={out_ref: tables.version(spark, out_ref)},
+    result = StageResult.from_counts(
+        NAME,
+        counts,
+        spark,
+        {p: None for p in files[:50]},
+        out_ref,
         metrics={"input_files": len(files)},
     )
     result.notes.append(f"format={fmt} files={len(files)} table_version_before={before}")

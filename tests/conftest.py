@@ -40,3 +40,9 @@ def make_cfg(tmp_path):
         return cfg
 
     return make
+
+
+@pytest.fixture()
+def cfg(make_cfg):
+    """The default test config: a fresh lakehouse under tmp_path, MLflow off."""
+    return make_cfg()

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from webscale_rl import tables
-from webscale_rl.config import load_config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import decontaminate
 from webscale_rl.udfs.decontam import (
@@ -17,19 +16,6 @@ from webscale_rl.udfs.decontam import (
 
 # BBH and the rest are covered by tests/test_decontam.py; a smaller index keeps this test quick.
 USED = {"gsm8k", "mmlu_stem", "humaneval"}
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from webscale_rl.session import get_spark
-
-    cfg = load_config(None, ["spark.master=local[2]", "spark.shuffle_partitions=2"])
-    return get_spark(cfg)
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    return load_config(None, ["mlflow.enabled=false"], lakehouse=str(tmp_path / "lake"))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import random
 import pytest
 
 from webscale_rl import tables
-from webscale_rl.config import load_config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import dedup
 from webscale_rl.schemas import tables as schemas
@@ -16,19 +15,6 @@ BOILERPLATE = " ".join(
     f"Footer line {i}: contact us, privacy policy, imprint, cookie settings and newsletter."
     for i in range(12)
 )
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from webscale_rl.session import get_spark
-
-    cfg = load_config(None, ["spark.master=local[2]", "spark.shuffle_partitions=2"])
-    return get_spark(cfg)
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    return load_config(None, ["mlflow.enabled=false"], lakehouse=str(tmp_path / "lake"))
 
 
 @pytest.fixture(scope="module")

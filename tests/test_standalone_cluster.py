@@ -258,6 +258,9 @@ def test_pipeline_on_standalone_cluster(
             "run",
             "--input",
             str(shared_data / SMALL_WARC),
+            # the job runs outside the checkout: name the benchmarks folder explicitly
+            "--set",
+            f"decontam.data_root={shared_data / 'benchmarks'}",
         ],
         wheel,
         work,
