@@ -39,7 +39,7 @@ chromium:
 demo: setup
 	$(PY) -m webscale_rl.cli --lakehouse $(LAKEHOUSE) \
 	  $(if $(wildcard ../shared/data/benchmarks),,--set decontam.on_missing=skip) \
-	  run $(if $(DEMO_INPUT),--input $(DEMO_INPUT))
+	  run $(if $(DEMO_INPUT),--input '$(DEMO_INPUT)')
 
 lint: setup
 	$(VENV)/bin/ruff check .
