@@ -52,16 +52,14 @@ JSONL_REASONS = {
 
 def test_gzip_bomb_is_read_with_bounded_memory(tmp_path):
     """A 512 MB bomb with max_record_bytes = 8 MB: rejected too_large, peak RSS far below 512 MB."""
+    # Build the bomb here: making it costs memory; only the reading process is measured.
+    case = hc.WarcCase("gzip_bomb", hc.gzip_bomb(), content_encoding="gzip")
+    path = hc.write_warc(tmp_path / "bomb.warc.gz", [case], duplicate_record_id=False)
     script = f"""
-import resource, sys
-sys.path.insert(0, {str(HOSTILE)!r})
-import hostile_corpus as hc
-from pathlib import Path
+import resource
 from webscale_rl.udfs.warc import WarcParams, iter_records
-case = hc.WarcCase("gzip_bomb", hc.gzip_bomb(), content_encoding="gzip")
-path = hc.write_warc(Path({str(tmp_path / "bomb.warc.gz")!r}), [case], duplicate_record_id=False)
-with open(path, "rb") as f:
-    rows = list(iter_records(f, str(path), WarcParams(max_record_bytes=8 * 1024 * 1024)))
+with open({str(path)!r}, "rb") as f:
+    rows = list(iter_records(f, "bomb", WarcParams(max_record_bytes=8 * 1024 * 1024)))
 print(rows[0]["reject_reason"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
