@@ -102,6 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     except WebscaleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:
+        from webscale_rl.tables import is_conflict
+
+        if not is_conflict(err):
+            raise
+        # Delta's optimistic concurrency refused our commit after its bounded retries.
+        print(
+            "error: another run changed the same Delta table at the same time and the retries "
+            f"ran out ({str(err).splitlines()[0][:300]}). Run the same command again: finished "
+            "work is kept and skipped.",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

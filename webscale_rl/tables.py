@@ -290,8 +290,9 @@ def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n
         try:
             writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref)
             return n_rows
-        except Exception:
-            if not exists(spark, ref):
+        except Exception as err:
+            # Another run created the table first: merge into it instead.
+            if not (is_conflict(err) or exists(spark, ref)):
                 raise
     create_if_missing(spark, ref, schema, partition_by)
     cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
