@@ -85,3 +85,32 @@ def test_cli_refuses_short_retention(tmp_path, capsys):
 def test_unknown_table_name(spark, make_cfg):
     with pytest.raises(WebscaleError, match="unknown table"):
         m.existing_tables(spark, make_cfg(), ["nope"])
+
+
+def test_stale_staging_tables_are_deleted_and_fresh_ones_kept(spark, make_cfg, tmp_path):
+    """A SIGKILL between staging and merging leaves `_staging/<stage>/<uuid>` behind."""
+    cfg = make_cfg()
+    stale = tables.staging_ref(cfg, "generate")
+    fresh = tables.staging_ref(cfg, "generate")
+    for ref in (stale, fresh):
+        spark.range(3).write.format("delta").save(ref)
+    old = 48 * 3600
+    for root, dirs, files in os.walk(stale):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            os.utime(path, (os.path.getatime(path) - old, os.path.getmtime(path) - old))
+    os.utime(stale, (os.path.getatime(stale) - old, os.path.getmtime(stale) - old))
+
+    assert m.stale_staging(spark, cfg, 24) == [f"file:{stale}"]
+    done = m.maintain(spark, cfg, m.MaintainParams(staging_hours=24))
+    assert done[-1]["table"] == "_staging" and len(done[-1]["removed"]) == 1
+    assert not os.path.exists(stale)
+    assert spark.read.format("delta").load(fresh).count() == 3
+    # Nothing stale is left: a second pass removes nothing.
+    assert m.stale_staging(spark, cfg, 24) == []
+
+
+def test_cli_refuses_a_staging_age_below_one_hour(tmp_path, capsys):
+    rc = main(["--lakehouse", str(tmp_path / "lh"), "maintain", "--staging-hours", "0.5"])
+    assert rc == 1
+    assert "--staging-hours must be at least 1" in capsys.readouterr().err

@@ -187,9 +187,14 @@ class CommitCounts:
         return sum(self.rejects.values())
 
 
-def staging_ref(cfg: Config, stage: str) -> str:
+def staging_root(cfg: Config) -> str:
+    """Where stages stage their results: a path even when the tables are catalog names."""
     root = lakehouse_root(cfg) if not cfg.catalog else os.path.abspath(cfg.lakehouse)
-    return f"{root}/_staging/{stage}/{uuid.uuid4().hex}"
+    return f"{root}/_staging"
+
+
+def staging_ref(cfg: Config, stage: str) -> str:
+    return f"{staging_root(cfg)}/{stage}/{uuid.uuid4().hex}"
 
 
 def set_commit_metadata(spark, cfg: Config, stage: str) -> None:
@@ -259,7 +264,7 @@ def commit_results(
         )
         write_rejects(spark, cfg, rejected, n_rows=counts.rejected)
     finally:
-        _drop_path(spark, stage_ref)
+        drop_path(spark, stage_ref)
     return counts
 
 
@@ -341,7 +346,7 @@ def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema) -> None:
     retry_on_conflict(lambda: writer.saveAsTable(ref) if is_catalog_ref(ref) else writer.save(ref))
 
 
-def _drop_path(spark, path: str) -> None:
+def drop_path(spark, path: str) -> None:
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())

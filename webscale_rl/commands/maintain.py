@@ -4,9 +4,16 @@ Stages commit in many small merges, so tables collect small files; OPTIMIZE rewr
 few large ones. VACUUM then deletes files no table version within the retention still needs.
 A retention below Delta's safety default (7 days) can break time travel and concurrent readers,
 so it is refused unless `--force`.
+
+It also deletes leftover staging tables (`<lakehouse>/_staging/<stage>/<uuid>`): a stage holds
+one only between writing a chunk's results and merging them (minutes), so one older than
+`staging_hours` belongs to a run that was killed mid-commit. Its rows were never merged, and a
+rerun redoes them, so deleting it loses nothing.
 """
 
 from __future__ import annotations
+
+import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +43,11 @@ class MaintainParams(BaseModel):
     )
     optimize: bool = Field(True, description="Run OPTIMIZE (file compaction) on each table.")
     vacuum: bool = Field(True, description="Run VACUUM on each table.")
+    staging_hours: float = Field(
+        24.0,
+        ge=1,
+        description="Delete staging tables left by killed runs once older than this many hours.",
+    )
 
 
 def add_arguments(p) -> None:
@@ -53,6 +65,12 @@ def add_arguments(p) -> None:
     p.add_argument("--tables", help="comma-separated logical table names (default: all)")
     p.add_argument("--no-optimize", action="store_true", help="skip OPTIMIZE")
     p.add_argument("--no-vacuum", action="store_true", help="skip VACUUM")
+    p.add_argument(
+        "--staging-hours",
+        type=float,
+        default=None,
+        help="delete staging tables of killed runs older than this (default 24, at least 1)",
+    )
 
 
 def check_retention(retain_hours: float, force: bool) -> None:
@@ -104,10 +122,48 @@ def vacuum(spark, ref: str, retain_hours: float, force: bool = False) -> None:
             spark.conf.set(RETENTION_CHECK, previous)
 
 
+def stale_staging(spark, cfg: Config, older_than_hours: float) -> list[str]:
+    """Staging tables (`_staging/<stage>/<uuid>`) not modified for `older_than_hours`."""
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(tables.staging_root(cfg))
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(root):
+        return []
+    cutoff_ms = (time.time() - older_than_hours * 3600) * 1000
+    stale = []
+    for stage_dir in fs.listStatus(root):
+        if not stage_dir.isDirectory():
+            continue
+        for table_dir in fs.listStatus(stage_dir.getPath()):
+            if table_dir.isDirectory() and _last_modified_ms(fs, table_dir) < cutoff_ms:
+                stale.append(table_dir.getPath().toString())
+    return sorted(stale)
+
+
+def _last_modified_ms(fs, status) -> float:
+    """The newest modification time under a directory (a commit writes its log last)."""
+    newest = status.getModificationTime()
+    files = fs.listFiles(status.getPath(), True)
+    while files.hasNext():
+        newest = max(newest, files.next().getModificationTime())
+    return newest
+
+
+def clean_staging(spark, cfg: Config, older_than_hours: float) -> list[str]:
+    """Delete stale staging tables; returns their paths."""
+    stale = stale_staging(spark, cfg, older_than_hours)
+    for path in stale:
+        tables.drop_path(spark, path)
+    return stale
+
+
 def maintain(
     spark, cfg: Config, params: MaintainParams, force: bool = False, names=None
 ) -> list[dict]:
-    """OPTIMIZE then VACUUM each existing table; returns one summary dict per table."""
+    """OPTIMIZE then VACUUM each existing table; returns one summary dict per table.
+
+    Stale staging tables are deleted too, reported as one row with `table` "_staging".
+    """
     check_retention(params.retain_hours, force or not params.vacuum)
     tables.set_commit_metadata(spark, cfg, NAME)
     done = []
@@ -119,6 +175,11 @@ def maintain(
         if params.vacuum:
             vacuum(spark, ref, params.retain_hours, force)
         done.append({"table": logical, "ref": ref, "files_before": before, "files_after": after})
+    if not names:
+        removed = clean_staging(spark, cfg, params.staging_hours)
+        if removed:
+            root = tables.staging_root(cfg)
+            done.append({"table": "_staging", "ref": root, "removed": removed})
     return done
 
 
@@ -126,10 +187,14 @@ def run(args, cfg: Config) -> int:
     from webscale_rl.session import get_spark
 
     base = getattr(cfg, "maintain", None) or MaintainParams()
+    if args.staging_hours is not None and args.staging_hours < 1:
+        # a younger staging table may belong to a stage committing right now
+        raise WebscaleError(f"--staging-hours must be at least 1, got {args.staging_hours:g}")
     params = MaintainParams(
         retain_hours=base.retain_hours if args.retain_hours is None else args.retain_hours,
         optimize=base.optimize and not args.no_optimize,
         vacuum=base.vacuum and not args.no_vacuum,
+        staging_hours=base.staging_hours if args.staging_hours is None else args.staging_hours,
     )
     names = [n.strip() for n in args.tables.split(",") if n.strip()] if args.tables else None
     # Refuse before Spark starts: a wrong retention should cost nothing.
@@ -140,6 +205,9 @@ def run(args, cfg: Config) -> int:
     if not done:
         print(f"no tables found under {tables.lakehouse_root(cfg)}")
     for row in done:
+        if "removed" in row:
+            print(f"{'_staging':<16} removed {len(row['removed'])} table(s) left by killed runs")
+            continue
         print(
             f"{row['table']:<16} files {row['files_before']:>6} -> {row['files_after']:>6}"
             f"  {'vacuumed ' + format(params.retain_hours, 'g') + ' h' if params.vacuum else ''}"
