@@ -10,6 +10,7 @@ from webscale_rl.udfs.engine_rules import (
     RuleEngine,
     RuleEngineParams,
     domain_scores,
+    find_spans,
     qa_candidates,
     split_sentences,
 )
@@ -126,6 +127,18 @@ def test_sentence_splitting_keeps_abbreviations_together():
         "They came in 1870.",
         "New line here",
     ]
+    text = "As AnandTech reports, Japanese company Showa Denko K.K. Holdings made it. Then U.S. Steel sold it."
+    assert split_sentences(text) == [
+        "As AnandTech reports, Japanese company Showa Denko K.K. Holdings made it.",
+        "Then U.S. Steel sold it.",
+    ]
+
+
+def test_name_spans_keep_dotted_initials_whole():
+    spans = [
+        text for _, text, kind, _, _ in find_spans("Chips came from Showa Denko K.K. last week.")
+    ]
+    assert "Showa Denko K.K." in spans
 
 
 def _generate_row(persona_idx, text=ARTICLE):

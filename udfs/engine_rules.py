@@ -94,19 +94,21 @@ _ABBREV = frozenset(
     "st mr mrs ms dr jr sr prof vs etc e.g i.e no mt ft inc ltd co corp dept approx fig jan feb "
     "mar apr jun jul aug sep sept oct nov dec u.s u.k".split()
 )
+# An initial or dotted initials ('J', 'K.K', 'U.S', 'a.m') with the final dot stripped.
+_INITIALS = re.compile(r"(?:[a-z]\.)*[a-z]")
 _BOUNDARY = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a page: line breaks always split; '.!?' + capital splits unless after an
-    abbreviation or an initial ('St. Moritz', 'J. Smith')."""
+    abbreviation or initials ('St. Moritz', 'J. Smith', 'Showa Denko K.K. Tokyo')."""
     sentences = []
     for line in (text or "").splitlines():
         start = 0
         for match in _BOUNDARY.finditer(line):
             before = line[start : match.start()].split()
             last = before[-1].lower().rstrip(".") if before else ""
-            if last in _ABBREV or (len(last) == 1 and last.isalpha()):
+            if last in _ABBREV or _INITIALS.fullmatch(last):
                 continue
             sentences.append(line[start : match.end()].strip())
             start = match.end()
@@ -203,7 +205,7 @@ _MONTH = (
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 # No apostrophes inside a name word, so a possessive ends the name ("Theatre's play").
-_NAME_WORD = r"(?:O'[A-Z][a-z]+|[A-Z][a-z][A-Za-z\-]*|[A-Z]{2,}[a-z]*|[A-Z]\.)"
+_NAME_WORD = r"(?:O'[A-Z][a-z]+|[A-Z][a-z][A-Za-z\-]*|[A-Z]{2,}[a-z]*|(?:[A-Z]\.)+)"
 _NAME_LINK = r"(?:of|de|la|du|van|von|der|the|and|&|for)"
 _NOT_NAMES = frozenset(
     "the a an in on at for to of and but or if when while after before this that these those it "
