@@ -141,6 +141,17 @@ def test_name_spans_keep_dotted_initials_whole():
     assert "Showa Denko K.K." in spans
 
 
+def test_name_spans_neither_start_inside_a_word_nor_stop_at_an_accent():
+    spans = [
+        text
+        for _, text, kind, _, _ in find_spans(
+            "Apps run on iOS and Windows in Mato Grosso and Paraná today."
+        )
+    ]
+    assert "Mato Grosso and Paraná" in spans
+    assert not any(span.startswith("OS") for span in spans)
+
+
 def _generate_row(persona_idx, text=ARTICLE):
     return {
         "doc_id": "kb",

@@ -205,7 +205,11 @@ _MONTH = (
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 # No apostrophes inside a name word, so a possessive ends the name ("Theatre's play").
-_NAME_WORD = r"(?:O'[A-Z][a-z]+|[A-Z][a-z][A-Za-z\-]*|[A-Z]{2,}[a-z]*|(?:[A-Z]\.)+)"
+# Latin-1 letters too, so 'Paraná' or 'Müller' is not cut at the accent.
+_UP, _LOW, _ANY = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ", "A-Za-zÀ-ÖØ-öø-ÿ"
+_NAME_WORD = (
+    rf"(?:O'[{_UP}][{_LOW}]+|[{_UP}][{_LOW}][{_ANY}\-]*|[{_UP}]{{2,}}[{_LOW}]*|(?:[{_UP}]\.)+)"
+)
 _NAME_LINK = r"(?:of|de|la|du|van|von|der|the|and|&|for)"
 _NOT_NAMES = frozenset(
     "the a an in on at for to of and but or if when while after before this that these those it "
@@ -256,7 +260,10 @@ SPAN_KINDS = [
     ),
     (
         "name",
-        re.compile(rf"{_NAME_WORD}(?:\s+(?:{_NAME_LINK}\s+)?{_NAME_WORD}){{1,4}}"),
+        # not inside a word: 'iOS and Windows' must not give 'OS and Windows'
+        re.compile(
+            rf"(?<![\w'’]){_NAME_WORD}(?:\s+(?:{_NAME_LINK}\s+)?{_NAME_WORD}){{1,4}}(?![\w])"
+        ),
         "name",
         "What name",
         1,
