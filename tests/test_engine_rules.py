@@ -349,3 +349,13 @@ def test_real_pages_yield_grounded_pairs(shared_data):
         docs_with_pair += got_one
     assert pairs > 0
     assert docs_with_pair >= len(docs) // 2, (docs_with_pair, len(docs))
+
+
+def test_site_furniture_sentences_are_not_asked_about():
+    page = (
+        "The contents of this site are ©2019 Capitol Hill Publishing Corp., a subsidiary of News "
+        "Communications, Inc.\nSign up for the Daily Brief newsletter before March 2020 to read "
+        "more stories.\nThe new bridge over the Elbe River opened in 1998 after six years of work."
+    )
+    answers = [c["answer"] for c in qa_candidates(page, RuleEngineParams())]
+    assert answers and all(a in ("1998", "Elbe River") for a in answers)

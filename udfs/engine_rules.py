@@ -327,6 +327,14 @@ def looks_like_instruction(sentence: str) -> bool:
     return _INSTRUCTION.search(sentence) is not None
 
 
+# Site furniture, not knowledge: a question about it teaches nothing ("©2019 Capitol Hill ...").
+_BOILERPLATE = re.compile(
+    r"©|\bcopyright\b|\ball rights reserved\b|\bcookies?\b|\bprivacy policy\b"
+    r"|\bterms (?:of (?:use|service)|and conditions)\b|\bsubscribe\b|\bnewsletter\b",
+    re.IGNORECASE,
+)
+
+
 def _usable_sentence(sentence: str, params: RuleEngineParams) -> bool:
     n_words = len(sentence.split())
     return (
@@ -337,6 +345,7 @@ def _usable_sentence(sentence: str, params: RuleEngineParams) -> bool:
         and "@" not in sentence
         and qa_checks.refers_to_document(sentence) is None
         and not looks_like_instruction(sentence)
+        and not _BOILERPLATE.search(sentence)
     )
 
 
