@@ -2,13 +2,14 @@
 
 import json
 import multiprocessing
+import os
 
 import pytest
 
 from webscale_rl.udfs import llm_engine
 from webscale_rl.udfs.engine_simulated import SimulatedEngine, read_call_counts
 from webscale_rl.udfs.llm_engine import LLMParams, describe, get_engine
-from webscale_rl.udfs.llm_journal import ResponseJournal, journaled, spark_partition_scope
+from webscale_rl.udfs.llm_journal import ResponseJournal, journaled, prune, spark_partition_scope
 from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
 
 
@@ -194,3 +195,17 @@ def test_params_validation_and_describe(monkeypatch):
     d = describe(LLMParams(engine="openai", model="gpt"))
     assert d["api_key_source"] == "env:OPENAI_API_KEY"
     assert "sk-very-secret-value" not in json.dumps(d)
+
+
+def test_prune_deletes_only_old_journal_files(tmp_path):
+    journal = ResponseJournal(tmp_path / "j").scoped("generate", "p0")
+    journal.put_many([LLMResponse(request_id="old", text="{}")])
+    journal.put_many([LLMResponse(request_id="new", text="{}")])
+    files = sorted((tmp_path / "j").rglob("*.jsonl"))
+    assert len(files) == 2
+    week_ago = files[0].stat().st_mtime - 8 * 24 * 3600
+    os.utime(files[0], (week_ago, week_ago))
+    assert prune(tmp_path / "j", 168) == 1
+    fresh = ResponseJournal(tmp_path / "j").scoped("generate", "p0")
+    assert set(fresh.get_many(["old", "new"])) == {"new"}
+    assert prune(tmp_path / "missing", 168) == 0

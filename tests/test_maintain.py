@@ -114,3 +114,17 @@ def test_cli_refuses_a_staging_age_below_one_hour(tmp_path, capsys):
     rc = main(["--lakehouse", str(tmp_path / "lh"), "maintain", "--staging-hours", "0.5"])
     assert rc == 1
     assert "--staging-hours must be at least 1" in capsys.readouterr().err
+
+
+def test_maintain_prunes_old_llm_journal_files(spark, make_cfg, tmp_path):
+    from webscale_rl.udfs.llm_journal import ResponseJournal
+    from webscale_rl.udfs.llm_types import LLMResponse
+
+    cfg = make_cfg(f"llm.journal_dir={tmp_path / 'journal'}")
+    ResponseJournal(tmp_path / "journal").put_many([LLMResponse(request_id="r", text="{}")])
+    (old_file,) = (tmp_path / "journal").glob("*.jsonl")
+    ten_days = old_file.stat().st_mtime - 240 * 3600
+    os.utime(old_file, (ten_days, ten_days))
+    done = m.maintain(spark, cfg, m.MaintainParams(journal_hours=168))
+    assert done[-1] == {"table": "_llm_journal", "ref": str(tmp_path / "journal"), "pruned": 1}
+    assert not old_file.exists()

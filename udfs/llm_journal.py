@@ -79,6 +79,27 @@ class ResponseJournal:
             self._index.update((r.request_id, r) for r in responses)
 
 
+def prune(root_dir: str | os.PathLike, older_than_hours: float) -> int:
+    """Delete journal files not written for `older_than_hours`; returns how many.
+
+    A journaled answer only matters until its row is committed to Delta (after that the stage's
+    anti-join skips the row), so old files are dead weight. Pruning one whose row never got
+    committed costs a single repeated request on the next run, never a wrong or lost row.
+    """
+    root = Path(root_dir)
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_hours * 3600
+    removed = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if name.endswith(_SUFFIX) and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{name}"

@@ -8,7 +8,8 @@ so it is refused unless `--force`.
 It also deletes leftover staging tables (`<lakehouse>/_staging/<stage>/<uuid>`): a stage holds
 one only between writing a chunk's results and merging them (minutes), so one older than
 `staging_hours` belongs to a run that was killed mid-commit. Its rows were never merged, and a
-rerun redoes them, so deleting it loses nothing.
+rerun redoes them, so deleting it loses nothing. LLM response-journal files older than
+`journal_hours` go too: they only matter until their rows are committed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from webscale_rl import tables
 from webscale_rl.config import Config, TableNames
 from webscale_rl.errors import WebscaleError
+from webscale_rl.udfs.llm_journal import prune as prune_journal
 
 NAME = "maintain"
 HELP = "OPTIMIZE and VACUUM every lakehouse table"
@@ -48,6 +50,11 @@ class MaintainParams(BaseModel):
         ge=1,
         description="Delete staging tables left by killed runs once older than this many hours.",
     )
+    journal_hours: float = Field(
+        SAFE_RETENTION_HOURS,
+        ge=1,
+        description="Delete LLM response-journal files older than this many hours.",
+    )
 
 
 def add_arguments(p) -> None:
@@ -65,6 +72,12 @@ def add_arguments(p) -> None:
     p.add_argument("--tables", help="comma-separated logical table names (default: all)")
     p.add_argument("--no-optimize", action="store_true", help="skip OPTIMIZE")
     p.add_argument("--no-vacuum", action="store_true", help="skip VACUUM")
+    p.add_argument(
+        "--journal-hours",
+        type=float,
+        default=None,
+        help=f"delete LLM response-journal files older than this (default {SAFE_RETENTION_HOURS:g})",
+    )
     p.add_argument(
         "--staging-hours",
         type=float,
@@ -180,7 +193,17 @@ def maintain(
         if removed:
             root = tables.staging_root(cfg)
             done.append({"table": "_staging", "ref": root, "removed": removed})
+        journal = journal_dir(cfg)
+        pruned = prune_journal(journal, params.journal_hours) if journal else 0
+        if pruned:
+            done.append({"table": "_llm_journal", "ref": journal, "pruned": pruned})
     return done
+
+
+def journal_dir(cfg: Config) -> str | None:
+    from webscale_rl.udfs.llm_stage import default_journal_dir
+
+    return cfg.llm.journal_dir or default_journal_dir(cfg)
 
 
 def run(args, cfg: Config) -> int:
@@ -190,11 +213,14 @@ def run(args, cfg: Config) -> int:
     if args.staging_hours is not None and args.staging_hours < 1:
         # a younger staging table may belong to a stage committing right now
         raise WebscaleError(f"--staging-hours must be at least 1, got {args.staging_hours:g}")
+    if args.journal_hours is not None and args.journal_hours < 1:
+        raise WebscaleError(f"--journal-hours must be at least 1, got {args.journal_hours:g}")
     params = MaintainParams(
         retain_hours=base.retain_hours if args.retain_hours is None else args.retain_hours,
         optimize=base.optimize and not args.no_optimize,
         vacuum=base.vacuum and not args.no_vacuum,
         staging_hours=base.staging_hours if args.staging_hours is None else args.staging_hours,
+        journal_hours=base.journal_hours if args.journal_hours is None else args.journal_hours,
     )
     names = [n.strip() for n in args.tables.split(",") if n.strip()] if args.tables else None
     # Refuse before Spark starts: a wrong retention should cost nothing.
@@ -207,6 +233,9 @@ def run(args, cfg: Config) -> int:
     for row in done:
         if "removed" in row:
             print(f"{'_staging':<16} removed {len(row['removed'])} table(s) left by killed runs")
+            continue
+        if "pruned" in row:
+            print(f"{'_llm_journal':<16} pruned {row['pruned']} journal file(s)")
             continue
         print(
             f"{row['table']:<16} files {row['files_before']:>6} -> {row['files_after']:>6}"
