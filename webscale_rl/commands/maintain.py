@@ -175,7 +175,8 @@ def maintain(
 ) -> list[dict]:
     """OPTIMIZE then VACUUM each existing table; returns one summary dict per table.
 
-    Stale staging tables are deleted too, reported as one row with `table` "_staging".
+    Stale staging tables and old LLM journal files are deleted too (all tables selected only),
+    reported as rows with `table` "_staging" (paths removed) and "_llm_journal" (files pruned).
     """
     check_retention(params.retain_hours, force or not params.vacuum)
     tables.set_commit_metadata(spark, cfg, NAME)
