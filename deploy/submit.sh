@@ -51,7 +51,12 @@ if [[ "$COMMAND" == stage ]]; then
   shift
   # Only names that are plain identifiers with a job file: no path tricks.
   if [[ ! "$STAGE" =~ ^[a-z_]+$ || ! -f "$REPO/jobs/$STAGE.py" || "$STAGE" == base || "$STAGE" == pipeline ]]; then
-    echo "submit.sh: unknown stage '$STAGE' (job files: $(cd "$REPO/jobs" && ls *.py | grep -v -e __init__ -e base -e pipeline | sed 's/\.py$//' | tr '\n' ' '))" >&2
+    known=()
+    for f in "$REPO"/jobs/*.py; do
+      f="$(basename "$f" .py)"
+      [[ "$f" == __init__ || "$f" == base || "$f" == pipeline ]] || known+=("$f")
+    done
+    echo "submit.sh: unknown stage '$STAGE' (job files: ${known[*]})" >&2
     exit 2
   fi
   JOB="$REPO/jobs/$STAGE.py"

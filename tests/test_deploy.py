@@ -15,7 +15,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-import yaml
+from deploy_files import emr_steps, load_bundle
+from deploy_files import substitute as substitute_in
 
 from webscale_rl.cli import build_parser
 from webscale_rl.jobs.base import config_from_args, load_stage
@@ -24,29 +25,7 @@ from webscale_rl.jobs.pipeline import STAGES
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "deploy" / "databricks"
 EMR = REPO / "deploy" / "emr"
-# The pipeline as designed; jobs.pipeline.STAGES grows into it as stages land.
-FULL_PIPELINE = [
-    "ingest",
-    "filter",
-    "dedup",
-    "annotate",
-    "generate",
-    "verify",
-    "qa_dedup",
-    "decontaminate",
-    "publish",
-]
 GPU_STAGES = {"annotate", "generate", "verify"}
-
-
-def load_bundle() -> dict:
-    root = yaml.safe_load((BUNDLE / "databricks.yml").read_text())
-    for pattern in root.get("include", []):
-        for path in sorted(BUNDLE.glob(pattern)):
-            part = yaml.safe_load(path.read_text())
-            for kind, items in part.get("resources", {}).items():
-                root.setdefault("resources", {}).setdefault(kind, {}).update(items)
-    return root
 
 
 BUNDLE_DATA = load_bundle()
@@ -56,22 +35,7 @@ CLUSTERS = {c["job_cluster_key"]: c["new_cluster"] for c in JOB["job_clusters"]}
 
 
 def substitute(value: str, target: str = "dev") -> str:
-    """Resolve ${var.x}, ${bundle.target} and {{job.parameters.x}} the way a deploy would."""
-    variables = {k: v.get("default") for k, v in BUNDLE_DATA["variables"].items()}
-    variables.update(BUNDLE_DATA["targets"][target].get("variables", {}))
-    params = {p["name"]: p["default"] for p in JOB["parameters"]}
-
-    def var(m):
-        assert m.group(1) in variables, f"undefined bundle variable {m.group(1)}"
-        return str(variables[m.group(1)])
-
-    def param(m):
-        assert m.group(1) in params, f"undefined job parameter {m.group(1)}"
-        return str(params[m.group(1)])
-
-    value = re.sub(r"\$\{var\.([a-z_]+)\}", var, str(value))
-    value = value.replace("${bundle.target}", target)
-    return re.sub(r"\{\{\s*job\.parameters\.([a-z_]+)\s*\}\}", param, value)
+    return substitute_in(BUNDLE_DATA, value, target)
 
 
 def task_order() -> list[str]:
@@ -89,20 +53,9 @@ def task_order() -> list[str]:
     return order
 
 
-def test_bundle_runs_the_full_pipeline_in_order():
-    assert task_order() == FULL_PIPELINE
-
-
-def test_bundle_matches_the_pipeline_stages():
-    """Fails when the code and the bundle drift; xfail only while stages are still landing."""
-    stages = list(STAGES)
-    unknown = [s for s in stages if s not in FULL_PIPELINE]
-    assert not unknown, f"stages in jobs.pipeline.STAGES the bundle does not run: {unknown}"
-    assert stages == [s for s in FULL_PIPELINE if s in stages], "STAGES order differs"
-    missing = [s for s in FULL_PIPELINE if s not in stages]
-    if missing:
-        pytest.xfail(f"bundle stages not yet in jobs.pipeline.STAGES: {missing}")
-    assert stages == task_order()
+def test_bundle_runs_the_pipeline_stages_in_order():
+    # tests/test_deploy_platforms.py checks the stage each task runs, on both platforms.
+    assert task_order() == list(STAGES)
 
 
 def test_tasks_call_the_package_entry_point():
@@ -137,10 +90,8 @@ def test_targets_and_unity_catalog():
     assert {p["name"] for p in JOB["parameters"]} >= {"input", "run_name"}
 
 
-@pytest.mark.parametrize("stage", FULL_PIPELINE)
+@pytest.mark.parametrize("stage", list(STAGES))
 def test_task_arguments_parse_and_configure(stage):
-    if stage not in STAGES:
-        pytest.skip(f"{stage} is not in jobs.pipeline.STAGES yet")
     for target in ("dev", "prod"):
         argv = [substitute(a, target) for a in TASKS[stage]["python_wheel_task"]["parameters"]]
         args = build_parser().parse_args(argv)
@@ -174,10 +125,6 @@ def test_llm_stages_run_on_gpus_with_a_pinned_vllm():
 # ------------------------------------------------------------------------------------------ EMR
 
 
-def emr_steps() -> list[dict]:
-    return json.loads((EMR / "steps.json").read_text())
-
-
 def split_submit(args: list[str]) -> tuple[list[str], str, list[str]]:
     """spark-submit options, the primary .py resource, the job's own arguments."""
     i = next(i for i, a in enumerate(args) if a.endswith(".py"))
@@ -186,7 +133,7 @@ def split_submit(args: list[str]) -> tuple[list[str], str, list[str]]:
 
 def test_emr_steps_submit_every_stage_in_order():
     names = [split_submit(s["Args"])[1].rsplit("/", 1)[1][:-3] for s in emr_steps()]
-    assert names == FULL_PIPELINE
+    assert names == list(STAGES)
 
 
 @pytest.mark.parametrize("step", emr_steps(), ids=lambda s: s["Name"])
@@ -195,8 +142,6 @@ def test_emr_step(step):
     assert step["Jar"] == "command-runner.jar" and args[0] == "spark-submit"
     opts, job, rest = split_submit(args)
     stage = job.rsplit("/", 1)[1][:-3]
-    if stage not in STAGES:
-        pytest.skip(f"{stage} is not in jobs.pipeline.STAGES yet")
     assert (REPO / "jobs" / f"{stage}.py").is_file(), (
         f"no job file for spark-submit: jobs/{stage}.py"
     )
