@@ -9,4 +9,4 @@
 and is listed in COMMANDS so the CLI picks it up.
 """
 
-COMMANDS: list[str] = ["audit", "maintain", "export", "report"]
+COMMANDS: list[str] = ["audit", "maintain", "export", "report", "serve"]
