@@ -8,9 +8,9 @@ DEMO_INPUT ?=
 LAKEHOUSE ?= ./lakehouse
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup java chromium lint format bench clean
+.PHONY: shellcheck demo test setup java chromium lint format bench clean
 
-setup: $(STAMP) java chromium
+setup: $(STAMP) java chromium shellcheck
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "webscale-rl needs Python 3.11+, found " + sys.version' 
@@ -25,6 +25,15 @@ java:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -q && apt-get install -y -q openjdk-17-jre-headless; \
 	  else echo "Java 17+ is required: install a JDK and re-run" >&2; exit 1; fi; }
+
+# shellcheck lints the deploy scripts (tests/test_deploy_platforms.py); install Debian's when
+# it is missing and we may (root with apt-get), else that test says why it skips.
+shellcheck:
+	@command -v shellcheck >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && apt-get install -y -q shellcheck) >/dev/null 2>&1 \
+	      || echo "shellcheck could not be installed: the deploy scripts' lint will be skipped"; \
+	  else echo "shellcheck missing: the deploy scripts' lint will be skipped"; fi; }
 
 # Headless Chromium lets a test look at the HTML run report as a person would; optional.
 chromium:
