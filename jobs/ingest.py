@@ -49,7 +49,7 @@ def is_delta_dir(path: str) -> bool:
 
 
 def detect_format(path: str) -> str | None:
-    from webscale_rl.udfs.warc import sniff_format
+    from webscale_rl.udfs.input_format import sniff_format
 
     return sniff_format(read_head(path))
 

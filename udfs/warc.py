@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -25,9 +23,32 @@ from typing import BinaryIO
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
+from webscale_rl.udfs.html_payload import (
+    decode_html,
+    html_lang,
+    read_exactly,
+    replacement_ratio,
+    undo_http_encodings,
+)
+from webscale_rl.udfs.input_format import (
+    GZIP_MAGIC,
+    HEAD_BYTES,
+    plain_head,
+    sniff_format,
+    sniff_path,
+)
 
-HEAD_BYTES = 64 * 1024
-GZIP_MAGIC = b"\x1f\x8b"
+# sniff_format and sniff_path are read from here by tests.
+__all__ = [
+    "WarcParams",
+    "WarcStats",
+    "decode_html",
+    "html_lang",
+    "iter_records",
+    "sniff_format",
+    "sniff_path",
+]
+
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 DOCUMENT_TYPES = ("response", "conversion")
 
@@ -81,65 +102,6 @@ class WarcStats:
     rejected: Counter = field(default_factory=Counter)
 
 
-# ------------------------------------------------------------------------------ format sniffing
-
-
-def plain_head(head: bytes, limit: int = HEAD_BYTES) -> bytes:
-    """`head` gunzipped when it is gzip, across record-per-member boundaries.
-
-    The head of a large file ends inside a member; what decompressed so far is kept. A WARC's
-    first member is only the warcinfo record, so stopping there would hide the record types.
-    """
-    if not head.startswith(GZIP_MAGIC):
-        return head
-    out: list[bytes] = []
-    data, room = head, limit
-    while data.startswith(GZIP_MAGIC) and room > 0:
-        member = zlib.decompressobj(31)
-        try:
-            chunk = member.decompress(data, room)
-        except zlib.error:
-            break
-        out.append(chunk)
-        room -= len(chunk)
-        if not member.eof:
-            break
-        data = member.unused_data
-    return b"".join(out)
-
-
-def _looks_like_jsonl(text: bytes) -> bool:
-    if not text.startswith(b"{"):
-        return False
-    line, newline, _ = text.partition(b"\n")
-    if not newline:
-        # a first document longer than the head: the opening brace and a key is all we see
-        return text[1:].lstrip().startswith(b'"')
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False
-
-
-def sniff_format(head: bytes) -> str | None:
-    """ "warc", "wet", "jsonl" or "parquet" from a file's first bytes (raw or gunzipped); else None."""
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    text = plain_head(head).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text.startswith(b"WARC/"):
-        types = set(re.findall(rb"^WARC-Type:[ \t]*(\w+)", text, flags=re.MULTILINE))
-        return "wet" if b"conversion" in types and b"response" not in types else "warc"
-    if _looks_like_jsonl(text):
-        return "jsonl"
-    return None
-
-
-def sniff_path(path: str) -> str | None:
-    """`sniff_format` of a local file's head."""
-    with open(path, "rb") as f:
-        return sniff_format(f.read(HEAD_BYTES))
-
-
 # ------------------------------------------------------------------------------ stream plumbing
 
 
@@ -176,84 +138,6 @@ class _PeekedStream:
         pass
 
 
-def _read_exactly(reader, size: int) -> bytes:
-    """Up to `size` bytes; fewer only at the end of the data (a reader may return short reads)."""
-    parts, want = [], size
-    while want > 0:
-        chunk = reader.read(want)
-        if not chunk:
-            break
-        parts.append(chunk)
-        want -= len(chunk)
-    return b"".join(parts)
-
-
-# ------------------------------------------------------------------------------ payload decoding
-
-
-def _undo_http_encodings(raw: bytes, headers, limit: int) -> bytes:
-    """The body with Transfer-Encoding (chunked) and Content-Encoding (gzip, deflate, br) undone.
-
-    The record is read raw so a cut record can be told by its length; wget-made WARCs keep
-    these encodings (Common Crawl's are already decoded). At most `limit` + 1 bytes come out,
-    so a compression bomb stays bounded.
-    """
-    from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader
-
-    transfer = (headers.get("Transfer-Encoding") or "").lower()
-    content = (headers.get("Content-Encoding") or "").strip().lower()
-    if "chunked" in transfer:
-        raw = _read_exactly(ChunkedReader(io.BytesIO(raw)), limit + 1)
-    if content in ("gzip", "x-gzip"):
-        return _read_exactly(GzipReader(io.BytesIO(raw)), limit + 1)
-    if content == "br":
-        return _read_exactly(BrotliReader(io.BytesIO(raw)), limit + 1)
-    if content == "deflate":
-        # servers send both zlib-wrapped and raw deflate under this name
-        wbits = zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS
-        return zlib.decompressobj(wbits).decompress(raw, limit + 1)
-    return raw
-
-
-def decode_html(payload: bytes, declared_charset: str | None = None) -> str:
-    """HTML bytes -> str: the declared charset, else the detected one; bad bytes replaced.
-
-    A wrong declaration is common (latin-1 pages sent as UTF-8), so when the declared charset
-    fails strictly the detected one is tried before falling back to replacement characters.
-    """
-    from resiliparse.parse.encoding import detect_encoding, map_encoding_to_html5
-
-    declared = map_encoding_to_html5(declared_charset, False) if declared_charset else None
-    charset = declared or detect_encoding(payload, from_html_meta=True)
-    for candidate in (charset, detect_encoding(payload)):
-        try:
-            return payload.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
-
-
-_HTML_LANG = re.compile(
-    r"<html\b[^>]*?\blang\s*=\s*[\"']?\s*([a-z]{1,8}(?:[-_][a-z0-9]{1,8})*)", re.IGNORECASE
-)
-
-
-def html_lang(html: str, content_language: str | None = None) -> str | None:
-    """The page's declared language: <html lang>, else the first Content-Language value."""
-    # the <html> tag comes right after the doctype and comments: no need to scan the whole page
-    match = _HTML_LANG.search(html, 0, 16384)
-    value = match.group(1) if match else (content_language or "").split(",")[0].strip()
-    return value.replace("_", "-").lower() or None
-
-
-def _replacement_ratio(text: str) -> float:
-    chars = len(text) - sum(text.count(c) for c in " \t\r\n")
-    return text.count("\ufffd") / chars if chars > 0 else 0.0
-
-
 # ------------------------------------------------------------------------------ rows
 
 
@@ -270,7 +154,7 @@ def _row(base: dict, text: str | None = None, lang: str | None = None, reason=No
 def _text_row(base: dict, text: str, lang: str | None, params: WarcParams) -> dict:
     """The final checks every document passes, HTML-extracted or WET."""
     text = text.strip()
-    if _replacement_ratio(text) > params.max_replacement_ratio:
+    if replacement_ratio(text) > params.max_replacement_ratio:
         return _row(base, lang=lang, reason=UNDECODABLE, detail="mostly U+FFFD after decoding")
     if len(text) < params.min_text_chars:
         return _row(base, lang=lang, reason=EMPTY_TEXT, detail=f"{len(text)} chars extracted")
@@ -343,13 +227,13 @@ def _fastwarc_row(record, base: dict, params: WarcParams) -> tuple[dict, bool]:
     if size > params.max_record_bytes:
         # not read: FastWARC skips the rest of the record on the next step
         return _row(base, reason=TOO_LARGE, detail=f"{size} bytes"), False
-    raw = _read_exactly(record.reader, size)
+    raw = read_exactly(record.reader, size)
     if len(raw) < size:
         return _row(base, reason=TRUNCATED, detail=f"{len(raw)} of {size} bytes"), True
     if base["record_type"] == "conversion":
         return _wet_row(base, raw, params), False
     try:
-        payload = _undo_http_encodings(raw, record.http_headers, params.max_record_bytes)
+        payload = undo_http_encodings(raw, record.http_headers, params.max_record_bytes)
     except Exception as err:  # a broken gzip/chunked body: this record only
         return _row(base, reason=CORRUPT, detail=f"HTTP body: {err}"), False
     if len(payload) > params.max_record_bytes:
