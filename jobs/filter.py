@@ -8,7 +8,8 @@ so SQL can show why it was kept.
 from __future__ import annotations
 
 from webscale_rl.config import Config, FilterSettings
-from webscale_rl.jobs.base import StageResult, row_stage, stage_main_for
+from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.row_stage import row_stage
 from webscale_rl.schemas.tables import DOCUMENTS, FILTERED
 from webscale_rl.udfs.langid import LangIdParams
 
