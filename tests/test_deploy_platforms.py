@@ -30,7 +30,7 @@ from deploy_files import (
 )
 
 from webscale_rl.cli import build_parser
-from webscale_rl.config import DEFAULT_DEMO_INPUT, Config
+from webscale_rl.config import Config
 from webscale_rl.jobs.base import config_from_args, load_stage
 from webscale_rl.jobs.pipeline import STAGES
 
@@ -231,9 +231,11 @@ def unset_paths(stage: str, cfg: Config) -> list[str]:
     if cfg.lakehouse == Config().lakehouse or not cluster_path(cfg.lakehouse):
         bad.append(f"lakehouse={cfg.lakehouse}")
     if stage == "ingest":
-        inputs = [cfg.ingest.input] if isinstance(cfg.ingest.input, str) else cfg.ingest.input
-        if inputs == [DEFAULT_DEMO_INPUT] or not all(cluster_path(p) for p in inputs):
-            bad.append(f"ingest.input={cfg.ingest.input}")
+        given = cfg.ingest.input
+        inputs = [given] if isinstance(given, str) else list(given or [])
+        # The default (the local demo file, or none) is not a cluster's input.
+        if given == Config().ingest.input or not inputs or not all(map(cluster_path, inputs)):
+            bad.append(f"ingest.input={given}")
     if stage in LLM_STAGES and not (cfg.llm.model or "").startswith("/"):
         # Weights are read from a local or FUSE folder: nothing is downloaded at run time.
         bad.append(f"llm.model={cfg.llm.model}")
