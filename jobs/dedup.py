@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql.types import StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.schemas import tables as schemas
 from webscale_rl.udfs.minhash import MinHashParams
 
 NAME = "dedup"
@@ -40,27 +39,23 @@ MAX_CC_ITERATIONS = 100
 
 @dataclass(frozen=True)
 class DedupTarget:
-    """Which table is deduplicated, by which id and (default) text column, into which table."""
+    """Which table is deduplicated, by which id and (default) text column, into which table.
+
+    The job reads only the id and text columns (and the quality column for keep=best_quality);
+    every other input column passes through to the output unchanged, so an input without the
+    filter's `quality_stats` (e.g. `documents`, when filter is skipped) dedups as well.
+    """
 
     stage: str
     input: str  # logical table names (config `tables.*`)
     output: str
     id_column: str
     text_column: str  # default for MinHashParams.text_column
-    input_schema: StructType
-    output_schema: StructType
 
 
-DOCUMENTS = DedupTarget(NAME, INPUT, OUTPUT, "doc_id", "text", schemas.FILTERED, schemas.DEDUPED)
-QUESTIONS = DedupTarget(
-    "qa_dedup",
-    "qa_verified",
-    "qa_deduped",
-    "qa_id",
-    "question",
-    schemas.QA_VERIFIED,
-    schemas.QA_DEDUPED,
-)
+DOCUMENTS = DedupTarget(NAME, INPUT, OUTPUT, "doc_id", "text")
+QUESTIONS = DedupTarget("qa_dedup", "qa_verified", "qa_deduped", "qa_id", "question")
+CLUSTER_COLUMNS = ("cluster_id", "cluster_size")
 
 
 def params_of(cfg: Config, target: DedupTarget) -> MinHashParams:
@@ -71,7 +66,7 @@ def params_of(cfg: Config, target: DedupTarget) -> MinHashParams:
 # pandas UDFs (the pure work lives in udfs/minhash.py)
 
 
-def _text_hash_udf():
+def _text_hash_udf(keep_digits: bool):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("long")
@@ -80,7 +75,7 @@ def _text_hash_udf():
 
         from webscale_rl.udfs.minhash import text_hash
 
-        return pd.Series([text_hash(t) for t in texts], dtype="int64")
+        return pd.Series([text_hash(t, keep_digits) for t in texts], dtype="int64")
 
     return text_hashes
 
@@ -103,24 +98,20 @@ def _bands_udf(params: MinHashParams):
     return bands
 
 
-def _jaccard_udf(ngram: int):
+def _similarity_udf(params: MinHashParams):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("double")
-    def exact_jaccard(a, b):
+    def similarity(a, b):
         import pandas as pd
 
-        from webscale_rl.udfs.minhash import jaccard, shingle_set
+        from webscale_rl.udfs.minhash import pair_similarity
 
         return pd.Series(
-            [
-                jaccard(shingle_set(x, ngram), shingle_set(y, ngram))
-                for x, y in zip(a, b, strict=True)
-            ],
-            dtype="float64",
+            [pair_similarity(x, y, params) for x, y in zip(a, b, strict=True)], dtype="float64"
         )
 
-    return exact_jaccard
+    return similarity
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +156,7 @@ def verified_edges(edges, reps, params: MinHashParams, id_column: str):
     pairs = edges.join(
         texts.withColumnRenamed("id", "src").withColumnRenamed("t", "a"), "src"
     ).join(texts.withColumnRenamed("id", "dst").withColumnRenamed("t", "b"), "dst")
-    sim = _jaccard_udf(params.ngram)(F.col("a"), F.col("b"))
+    sim = _similarity_udf(params)(F.col("a"), F.col("b"))
     return pairs.where(sim >= params.verify_threshold).select("src", "dst")
 
 
@@ -222,7 +213,7 @@ def assign_clusters(df, params: MinHashParams, id_column: str, previous_ids=None
     from pyspark.sql import functions as F
 
     text = F.col(params.text_column)
-    base = df.withColumn("_th", _text_hash_udf()(text)).withColumn(
+    base = df.withColumn("_th", _text_hash_udf(params.keep_digits)(text)).withColumn(
         "_len", F.coalesce(F.length(text), F.lit(0))
     )
     if previous_ids is None:
@@ -280,7 +271,7 @@ def mark_rejects(clustered, id_column: str, run_id: str):
 
 
 def _check_input(df, params: MinHashParams, target: DedupTarget, ref: str) -> None:
-    tables.check_columns(df, target.input_schema, f"{target.stage} input {ref}")
+    """Only the columns the job reads must be there, with their types (clear errors first)."""
     needed = [target.id_column, params.text_column]
     if params.keep == "best_quality":
         needed.append(params.quality_column)
@@ -290,6 +281,22 @@ def _check_input(df, params: MinHashParams, target: DedupTarget, ref: str) -> No
             f"{target.stage}: input {ref} has no column(s) {missing} "
             f"(columns: {', '.join(df.columns)})"
         )
+    read = StructType([StructField(c, StringType()) for c in needed[:2]])
+    tables.check_columns(df, read, f"{target.stage} input {ref}")
+
+
+def output_schema(input_schema):
+    """The input's columns (run_id last, as in every table) plus the cluster columns."""
+    own = {*CLUSTER_COLUMNS, "run_id"}
+    fields = [f for f in input_schema.fields if f.name not in own]
+    return StructType(
+        fields
+        + [
+            StructField("cluster_id", StringType()),
+            StructField("cluster_size", LongType()),
+            StructField("run_id", StringType()),
+        ]
+    )
 
 
 def run(
@@ -298,7 +305,9 @@ def run(
     params = params or params_of(cfg, target)
     in_ref, out_ref = tables.table_ref(cfg, target.input), tables.table_ref(cfg, target.output)
     if not tables.exists(spark, in_ref):
-        raise WebscaleError(f"input table {in_ref} does not exist: run the earlier stages first")
+        raise WebscaleError(
+            f"stage {target.stage}: input table {in_ref} does not exist: run the earlier stages first"
+        )
     in_version = tables.version(spark, in_ref)
     df = tables.read(spark, in_ref, in_version)
     _check_input(df, params, target, in_ref)
@@ -307,8 +316,9 @@ def run(
     clustered, stats, cached = assign_clusters(df, params, target.id_column, previous)
     try:
         results = mark_rejects(clustered, target.id_column, cfg.run_id)
+        schema = output_schema(df.schema)
         counts = tables.commit_results(
-            spark, cfg, target.stage, results, out_ref, target.output_schema, key=target.id_column
+            spark, cfg, target.stage, results, out_ref, schema, key=target.id_column
         )
     finally:
         cached.unpersist()
@@ -323,7 +333,8 @@ def run(
     )
     result.notes.append(
         f"text_column={params.text_column} bands={params.bands}x{params.rows} "
-        f"ngram={params.ngram} verify={params.verify}@{params.verify_threshold} keep={params.keep}"
+        f"ngram={params.ngram} verify={params.verify}@{params.verify_threshold} keep={params.keep} "
+        f"keep_digits={params.keep_digits}"
     )
     return result
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from webscale_rl.config import load_config
 from webscale_rl.udfs.minhash import (
     EMPTY,
     MinHashParams,
@@ -157,3 +158,57 @@ def test_verification_rejects_low_similarity_candidates():
     verified = reference_clusters(["x", "y"], [a, far], MinHashParams(**loose, verify=True))
     assert unverified == {"x": "x", "y": "x"}
     assert verified == {"x": "x", "y": "y"}
+
+
+# Real question pairs that differ only in a number, a date or a unit: distinct questions with
+# distinct answers, which digits -> 0 (or a high word overlap) would merge.
+DISTINCT_QUESTIONS = [
+    ("What is 15% of 80?", "What is 25% of 60?"),
+    ("What is 3.5 multiplied by 4?", "What is 35 multiplied by 4?"),
+    ("How many moles are in 18 grams of water?", "How many moles are in 36 grams of water?"),
+    (
+        "In which year did the Treaty of Westphalia end the Thirty Years' War, 1648 or 1658?",
+        "In which year did the Treaty of Westphalia end the Thirty Years' War, 1648 or 1748?",
+    ),
+    (
+        "On what date in March 1969 did the first Concorde prototype make its maiden flight?",
+        "On what date in April 1969 did the first Concorde prototype make its maiden flight?",
+    ),
+    (
+        "What is the boiling point of water at sea level in degrees Celsius?",
+        "What is the boiling point of water at sea level in degrees Fahrenheit?",
+    ),
+    (
+        "A car travels at 60 km per hour for 2.5 hours; how far does it travel?",
+        "A car travels at 60 miles per hour for 2.5 hours; how far does it travel?",
+    ),
+    ("What is the value of -5 + 12?", "What is the value of 5 + 12?"),
+]
+QUESTION_PARAMS = MinHashParams(text_column="question", ngram=2, verify_threshold=0.7)
+
+
+@pytest.mark.parametrize(("a", "b"), DISTINCT_QUESTIONS)
+def test_questions_differing_in_numbers_dates_or_units_are_not_duplicates(a, b):
+    keep = QUESTION_PARAMS.model_copy(update={"keep_digits": True})
+    assert text_hash(a, keep_digits=True) != text_hash(b, keep_digits=True)
+    clusters = reference_clusters(["a", "b"], [a, b], keep)
+    assert clusters == {"a": "a", "b": "b"}, (a, b)
+
+
+def test_keep_digits_still_merges_true_duplicates_and_documents_keep_todays_rule():
+    keep = QUESTION_PARAMS.model_copy(update={"keep_digits": True})
+    a = "What is 15% of 80?"
+    b = "what is 15 % of 80"
+    assert text_hash(a, keep_digits=True) == text_hash(b, keep_digits=True)
+    assert normalize_for_dedup("It costs 1,000 or -3.5 units", keep_digits=True) == (
+        "it costs 1000 or minus3point5 units"
+    )
+    long_a = (
+        "According to the report, how many bridges cross the river in the old town of the city?"
+    )
+    long_b = "According to the report how many bridges cross the river in the old town of the city"
+    assert reference_clusters(["a", "b"], [long_a, long_b], keep) == {"a": "a", "b": "a"}
+    # Documents: digits still map to 0 unless a parameter says otherwise; qa_dedup says so.
+    assert MinHashParams().keep_digits is False
+    assert text_hash("Page 1 of 12") == text_hash("Page 3 of 45")
+    assert load_config().qa_dedup.keep_digits is True

@@ -157,7 +157,7 @@ class Config(Section):
     qa_dedup: MinHashParams = Field(
         # Questions are short: word bigrams, a slightly lower bar.
         default_factory=lambda: MinHashParams(
-            text_column="question", ngram=2, verify_threshold=0.7
+            text_column="question", ngram=2, verify_threshold=0.7, keep_digits=True
         ),
         description="Near-duplicate removal over generated questions.",
     )
