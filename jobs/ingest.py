@@ -8,12 +8,11 @@ the same input adds no rows (ids are deterministic and the commit is insert-only
 from __future__ import annotations
 
 import json
-import os
 
 from webscale_rl import tables
-from webscale_rl.config import DEFAULT_DEMO_INPUT, Config
+from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
-from webscale_rl.files import expand, is_local, local_path, read_head
+from webscale_rl.files import expand, format_from_name, has_delta_log, is_local, read_head
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import DOCUMENTS
 
@@ -35,17 +34,20 @@ def sample_corpus_path() -> str:
     return str(files("webscale_rl") / "resources" / "sample_corpus" / "sample_corpus.jsonl")
 
 
+NO_INPUT = (
+    "no input to ingest: pass --input PATH (a file, folder or glob; comma-separated for several), "
+    "e.g. `webscale-rl run --input 'data/*.warc.gz'`, or set ingest.input in the config "
+    "(`make demo` passes the sample corpus)"
+)
+
+
 def input_patterns(cfg: Config) -> list[str]:
     value = cfg.ingest.input
-    patterns = [value] if isinstance(value, str) else list(value)
-    if patterns == [DEFAULT_DEMO_INPUT] and not os.path.exists(DEFAULT_DEMO_INPUT):
-        # Anyone can run the demo: without the shared data, use the corpus the project ships.
-        return [sample_corpus_path()]
+    patterns = [value] if isinstance(value, str) else list(value or [])
+    patterns = [p for p in patterns if p.strip()]
+    if not patterns:
+        raise WebscaleError(NO_INPUT)
     return patterns
-
-
-def is_delta_dir(path: str) -> bool:
-    return is_local(path) and os.path.isdir(os.path.join(local_path(path), "_delta_log"))
 
 
 def detect_format(path: str) -> str | None:
@@ -55,17 +57,27 @@ def detect_format(path: str) -> str | None:
 
 
 def resolve_format(spark, cfg: Config, patterns: list[str]) -> tuple[str, list[str]]:
-    """The input's format and its files, checked before any work starts."""
+    """The input's format and its files, checked before any work starts.
+
+    With `auto` the format comes from each file's name; only a file whose name does not tell
+    (`part-0001`, `data.txt`) has its first bytes read, so a remote input of many files costs
+    no round trip per file on the driver. A declared format is checked against the contents of
+    local files only.
+    """
     declared = cfg.ingest.format
-    if declared == "delta" or (declared == "auto" and all(is_delta_dir(p) for p in patterns)):
+    if declared == "delta" or (
+        declared == "auto" and all(has_delta_log(spark, p) for p in patterns)
+    ):
         return "delta", patterns
     files = expand(spark, patterns)
     if declared == "parquet":
         return "parquet", files
     found: dict[str, str] = {}
     for f in files:
-        if not is_local(f) and declared != "auto":
-            found[f] = declared  # trust the declaration for remote objects: no extra round trip
+        named = format_from_name(f) if declared == "auto" else None
+        if named is not None or (not is_local(f) and declared != "auto"):
+            # the name (or, for a remote object, the declaration) says it: no extra round trip
+            found[f] = named or declared
             continue
         fmt = detect_format(f)
         if fmt is None:

@@ -239,3 +239,40 @@ def test_delta_input(spark, make_cfg, tmp_path, shared_data):
     result = run_ingest(spark, cfg2, [copy])
     assert result.rows_in == tables.read(spark, docs_path).count()
     assert result.rows_out == result.rows_in
+
+
+def test_auto_format_comes_from_names_and_sniffs_only_unnamed_files(
+    spark, make_cfg, tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    from webscale_rl.files import format_from_name
+
+    line = '{"id": "1", "url": "https://x.invalid/1", "text": "A short page."}\n'
+    (tmp_path / "a.jsonl").write_text(line)
+    with gzip.open(tmp_path / "b.json.gz", "wt") as f:
+        f.write(line)
+    (tmp_path / "part-00000").write_text(line)  # the name does not tell: its head is read
+    sniffed = []
+    real = ingest.detect_format
+    monkeypatch.setattr(ingest, "detect_format", lambda p: sniffed.append(p) or real(p))
+    cfg = make_cfg()
+    names = ["a.jsonl", "b.json.gz", "part-00000"]
+    fmt, files = ingest.resolve_format(spark, cfg, [str(tmp_path / n) for n in names])
+    assert fmt == "jsonl" and sorted(Path(f).name for f in files) == names
+    assert [Path(p).name for p in sniffed] == ["part-00000"]
+
+    # The name decides without reading a byte (a remote file costs no round trip).
+    wet = tmp_path / "wet" / "CC-MAIN-x.warc.wet.gz"
+    wet.parent.mkdir()
+    wet.write_bytes(b"never opened")
+    sniffed.clear()
+    assert ingest.resolve_format(spark, cfg, [str(wet)])[0] == "wet" and sniffed == []
+    expected = {
+        "x.warc.gz": "warc",
+        "s3://b/y.WARC": "warc",
+        "z.wet": "wet",
+        "p.parquet": "parquet",
+    }
+    assert {n: format_from_name(n) for n in expected} == expected
+    assert format_from_name("data.txt") is None and format_from_name("part-0001") is None

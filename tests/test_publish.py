@@ -212,12 +212,48 @@ def test_publish_versions_history_and_rebalancing(spark, make_cfg, capsys):
     assert {r["qa_id"] for r in ranked[: v1["math"]]} == {i for i in published if i in math_ids}
 
 
-def test_publish_falls_back_to_the_latest_earlier_qa_table(spark, make_cfg):
+def test_card_says_which_stages_were_skipped():
+    card = render_card(card_facts(skipped_stages=["filter", "decontaminate"]))
+    assert "- skipped stages: filter, decontaminate" in card
+    assert "**Skipped stages: filter, decontaminate.**" in card
+    assert "NOT checked for overlap with evaluation benchmarks" in card
+    assert "none was skipped" in render_card(card_facts())
+
+
+def test_publish_without_qa_clean_stops_and_names_decontaminate(spark, make_cfg, capsys):
     cfg = make_cfg()
-    with pytest.raises(WebscaleError, match="run the QA stages first"):
-        publish.pick_input(spark, cfg)
-    write_qa_table(spark, cfg, "qa_verified", {"math": 2})
-    assert publish.pick_input(spark, cfg)[0] == "qa_verified"
     write_qa_table(spark, cfg, "qa_deduped", {"math": 2})
-    logical, note = publish.pick_input(spark, cfg)
-    assert logical == "qa_deduped" and "qa_clean does not exist" in note
+    capsys.readouterr()
+    argv = ["--lakehouse", cfg.lakehouse, "--set", "mlflow.enabled=false", "stage", "publish"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "run stage decontaminate first" in err and "--allow-skip decontaminate" in err
+    assert not tables.exists(spark, tables.table_ref(cfg, "qa"))
+    with pytest.raises(WebscaleError, match="decontaminate"):
+        publish.run(spark, cfg)
+
+
+def test_allow_skip_decontaminate_is_recorded_in_commit_card_and_mlflow(spark, make_cfg, tmp_path):
+    import mlflow
+
+    cfg = make_cfg()
+    write_qa_table(spark, cfg, "qa_deduped", {"math": 3, "history": 2})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sets = ["--set", "mlflow.enabled=true", "--set", f"mlflow.tracking_uri={uri}"]
+    argv = ["--lakehouse", cfg.lakehouse, *sets, "stage", "publish"]
+    assert cli.main([*argv, "--allow-skip", "decontaminate"]) == 0
+
+    ref = tables.table_ref(cfg, "qa")
+    assert tables.read(spark, ref).count() == 4  # 5 rows, one with a blank answer
+    meta = json.loads(tables.delta_table(spark, ref).history(1).first()["userMetadata"])
+    assert meta["skipped_stages"] == ["decontaminate"]
+    card = (tmp_path / "lakehouse" / "exports" / "qa" / "v0" / "README.md").read_text()
+    assert "**Skipped stages: decontaminate.**" in card
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("webscale-rl").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    stage = next(r for r in runs if r.data.tags.get("webscale_rl.stage") == "publish")
+    assert parent.data.tags["webscale_rl.skipped_stages"] == "decontaminate"
+    assert parent.data.params["allow_skip"] == "['decontaminate']"
+    assert stage.data.tags["webscale_rl.skipped_stages"] == "decontaminate"

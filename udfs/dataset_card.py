@@ -123,6 +123,7 @@ class CardFacts:
     export_files: dict[str, list[str]]  # export folder -> file paths relative to the card
     template: str = "boxed"
     data_source: str = "webscale_rl"
+    skipped_stages: list[str] = field(default_factory=list)  # `--allow-skip`, from the commit
     licence_notes: list[str] = field(default_factory=lambda: list(DEFAULT_LICENCE_NOTES))
 
 
@@ -233,6 +234,32 @@ def rejects_table(rejects: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
+# What a reader of the card must know about data from which a stage was skipped.
+SKIPPED_MEANING = {
+    "filter": "the source pages were not filtered for language or quality",
+    "dedup": "near-duplicate source pages were not removed",
+    "qa_dedup": "near-duplicate questions were not removed",
+    "decontaminate": "the pairs were NOT checked for overlap with evaluation benchmarks "
+    "(GSM8K, MATH, MMLU, ...): some may be benchmark questions",
+}
+
+
+def skipped_section(skipped: list[str]) -> str:
+    """How skipping works and which stages this data skipped (run with `--allow-skip`)."""
+    if not skipped:
+        return (
+            "Every pipeline stage ran on this data: none was skipped. (A stage is skipped only "
+            "when the run names it with `--allow-skip`, and the card then says so here.)"
+        )
+    lines = [
+        f"**Skipped stages: {', '.join(skipped)}.** The run named them with `--allow-skip`: "
+        "they did not run, and the stage after each read its input instead.",
+        "",
+    ]
+    lines += [f"- {s}: {SKIPPED_MEANING.get(s, 'did not run')}" for s in skipped]
+    return "\n".join(lines)
+
+
 FIELDS = """| column | meaning |
 |---|---|
 | qa_id | stable id of the QA pair |
@@ -263,6 +290,7 @@ def render_card(facts: CardFacts) -> str:
         f"- table: `{facts.table}` version {facts.version}, published {facts.published_at}",
         f"- publishing run: `{facts.run_id}`",
         f"- pipeline version: webscale-rl {facts.pipeline_version}",
+        f"- skipped stages: {', '.join(facts.skipped_stages) or 'none'}",
         f"- prompts ask for {answer_forms.get(facts.template, facts.template)}; "
         f"verl data_source `{facts.data_source}`",
         "",
@@ -287,6 +315,8 @@ def render_card(facts: CardFacts) -> str:
         FIELDS,
         "",
         "## How it was made",
+        "",
+        skipped_section(facts.skipped_stages),
         "",
         "Rows in each pipeline table when this version was published, from web documents to "
         "published QA pairs:",

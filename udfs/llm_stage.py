@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyspark.accumulators import AccumulatorParam
 
 from webscale_rl.errors import ConfigError
+from webscale_rl.reject_reasons import engine_failure_reason
 from webscale_rl.udfs.llm_engine import LLMParams, get_engine, sampling_for
 from webscale_rl.udfs.llm_placement import StageEngine, gpu_profile, stage_llm
 from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response
@@ -37,10 +38,6 @@ from webscale_rl.udfs.prompts import prompt_version
 
 STATUS_COLUMNS = ("_reject_reason", "_reject_detail", "_row_id")
 BAD_INPUT = "bad_input"
-ENGINE_ERROR = "engine_error"
-# The rule engine says "no_candidate: ..." when a page has no further sentence to ask about;
-# that is an answer about the page, not a failure of the engine, so it gets its own reason.
-NO_CANDIDATE = "no_candidate"
 
 
 class LLMStageParams(BaseModel):
@@ -203,10 +200,10 @@ def _llm_step(task: str, states: list[RowState], ctx: BatchContext, meter: dict)
         result = parse_response(task, response, state.row, ctx.tasks)
         if result.ok:
             state.row.update(result.fields)
-        elif result.reject_reason == ENGINE_ERROR and (result.reject_detail or "").startswith(
-            NO_CANDIDATE + ":"
-        ):
-            state.reject(NO_CANDIDATE, result.reject_detail)
+        elif response.error:
+            # Final (prompt_too_long, no_candidate, ...) or retryable (the endpoint was down):
+            # a rerun sends the retryable ones again (webscale_rl/reject_reasons.py).
+            state.reject(engine_failure_reason(response.error), result.reject_detail)
         else:
             state.reject(result.reject_reason, result.reject_detail)
 

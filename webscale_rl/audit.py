@@ -44,6 +44,26 @@ class StageAudit:
         return self.metric_gap == 0 and not self.missing
 
 
+def stage_config(spark, cfg: Config, stage: str) -> Config:
+    """The config under which the stage read its input: `allow_skip` applied, and when its
+    input table is missing because stages before it were skipped (by a run with
+    `--allow-skip`), the nearest earlier table that exists."""
+    from webscale_rl.jobs import pipeline
+
+    cfg = pipeline.stage_config(cfg, stage)
+    own = pipeline.load_stage(stage).INPUT
+    logical = own
+    while logical is not None and not tables.exists(spark, tables.table_ref(cfg, logical)):
+        before = pipeline.producer(logical)
+        if before not in pipeline.SKIPPABLE:
+            return cfg
+        logical = pipeline.load_stage(before).INPUT
+    if logical is None or logical == own:
+        return cfg
+    names = {own: tables.table_name(cfg, logical)}
+    return cfg.model_copy(update={"tables": cfg.tables.model_copy(update=names)})
+
+
 def input_units(spark, cfg: Config, module):
     """The stage's input keys as a one-column DataFrame named `key`, or None (e.g. ingest)."""
     if getattr(module, "INPUT", None) is None:
@@ -63,7 +83,7 @@ def audit_tables(spark, cfg: Config, stage: str) -> StageAudit:
 
     module = importlib.import_module(f"webscale_rl.jobs.{STAGES[stage]}")
     res = StageAudit(stage)
-    units = input_units(spark, cfg, module)
+    units = input_units(spark, stage_config(spark, cfg, stage), module)
     out_ref = tables.table_ref(cfg, module.OUTPUT)
     if units is None or not tables.exists(spark, out_ref):
         return res

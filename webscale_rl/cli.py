@@ -12,8 +12,9 @@ import sys
 from webscale_rl.errors import WebscaleError
 
 EPILOG = """examples:
-  webscale-rl run                                  # every stage on the configured input
-  webscale-rl run --input 'data/*.warc.gz'
+  webscale-rl run --input 'data/*.warc.gz'         # every stage
+  webscale-rl run --input 'fineweb/*.parquet' --allow-skip filter   # an already-filtered corpus
+  webscale-rl stage generate --retry-rejects malformed_json
   webscale-rl --lakehouse /tmp/lh stage ingest --input x.warc.gz --format warc
   webscale-rl --set llm.engine=openai --set llm.base_url=http://host:8000/v1 run
   webscale-rl sql "SELECT lang, count(*) FROM documents GROUP BY lang"
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: webscale-rl run --input '../shared/data/web/*.warc.gz'",
     )
     add_stage_io_options(run)
+    add_skip_retry_options(run)
     add_global_options(run, after_command=True)
     run.add_argument("--stages", help=f"comma-separated subset of: {', '.join(STAGES)}")
 
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("name", choices=list(STAGES), help="stage to run")
     add_stage_io_options(stage)
+    add_skip_retry_options(stage)
     add_global_options(stage, after_command=True)
 
     cfg = sub.add_parser("config", help="show the resolved config", description="Config commands.")
@@ -80,6 +83,41 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(cmd)
     return p
+
+
+def add_skip_retry_options(p: argparse.ArgumentParser) -> None:
+    from webscale_rl.jobs.pipeline import SKIPPABLE
+
+    p.add_argument(
+        "--allow-skip",
+        metavar="STAGE[,STAGE]",
+        help=f"skip these stages ({', '.join(SKIPPABLE)}): they do not run and the next stage "
+        "reads their input table; recorded in the dataset card, the qa commit and MLflow "
+        "(config: allow_skip)",
+    )
+    p.add_argument(
+        "--retry-rejects",
+        metavar="REASON[,REASON]",
+        help="also redo rows rejected for these final reasons (e.g. malformed_json); rows the "
+        "engine failed on (engine_unavailable, engine_failed) are always redone "
+        "(config: retry_rejects)",
+    )
+
+
+def _skip_retry_overrides(args) -> None:
+    """--allow-skip / --retry-rejects as config overrides (they replace the config's lists)."""
+    for option, key in (("allow_skip", "allow_skip"), ("retry_rejects", "retry_rejects")):
+        value = getattr(args, option, None)
+        if value is not None:
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            args.overrides = [*args.overrides, f"{key}={items!r}"]
+
+
+def _no_input() -> int:
+    from webscale_rl.jobs.ingest import NO_INPUT
+
+    print(f"error: {NO_INPUT}", file=sys.stderr)
+    return 2
 
 
 def extra_commands():
@@ -131,14 +169,21 @@ def _dispatch(parser, args) -> int:
 
         print(to_yaml(config_from_args(args)), end="")
         return 0
-    if args.command == "stage":
-        module = load_stage(args.name)
-        cfg = config_from_args(args, module)
-        return _run(cfg, [args.name], title=f"stage {args.name}")
-    if args.command == "run":
-        cfg = config_from_args(args)
-        stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
-        return _run(cfg, stages, title="pipeline")
+    if args.command in ("stage", "run"):
+        from webscale_rl.jobs.pipeline import plan
+
+        _skip_retry_overrides(args)
+        if args.command == "stage":
+            stages = [args.name]
+            cfg = config_from_args(args, load_stage(args.name))
+        else:
+            stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+            cfg = config_from_args(args)
+        # A usage error before Spark starts: nothing is ingested unless the user says what.
+        if "ingest" in plan(cfg, stages) and not cfg.ingest.input:
+            return _no_input()
+        title = f"stage {args.name}" if args.command == "stage" else "pipeline"
+        return _run(cfg, stages, title=title)
     if args.command == "sql":
         cfg = config_from_args(args)
         return _sql(cfg, args.query, args.limit)
@@ -154,10 +199,7 @@ def _run(cfg, stages, title: str) -> int:
     from webscale_rl.jobs import pipeline
     from webscale_rl.session import get_spark
 
-    if stages:
-        unknown = [s for s in stages if s not in pipeline.STAGES]
-        if unknown:
-            raise WebscaleError(f"unknown stage(s) {unknown}; stages: {', '.join(pipeline.STAGES)}")
+    pipeline.plan(cfg, stages)  # unknown or contradictory stages: an error before Spark starts
     spark = get_spark(cfg)
     with tracking.pipeline_run(cfg, title) as run_id:
         cfg.run_id = run_id

@@ -29,7 +29,7 @@ from webscale_rl.udfs.warc import WarcParams
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 CATALOG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEMO_INPUT = str(REPO_ROOT.parent / "shared" / "data" / "web" / "web_pages.warc.gz")
+REASON = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 class Section(BaseModel):
@@ -100,13 +100,16 @@ class TableNames(Section):
 
 
 class IngestSettings(Section):
-    input: str | list[str] = Field(
-        DEFAULT_DEMO_INPUT,
+    input: str | list[str] | None = Field(
+        None,
         description="Input path, glob or list of them (local, s3://, dbfs:/, abfss://, ...). "
-        "Default: the shared sample WARC, or the shipped sample corpus where that is missing.",
+        "No default: a run that ingests needs `--input` or this key (`make demo` passes one).",
     )
     format: Literal["auto", "warc", "wet", "jsonl", "parquet", "delta"] = Field(
-        "auto", description="Input format; `auto` detects it from the file contents."
+        "auto",
+        description="Input format; `auto` infers it from file names (.warc.gz, .wet.gz, .jsonl, "
+        ".json.gz, .parquet, a folder with _delta_log) and reads the first bytes only of files "
+        "whose name does not tell.",
     )
     text_field: str = Field(
         "text", description="Text column/field for jsonl, parquet and delta input."
@@ -146,6 +149,17 @@ class Config(Section):
         "", description="Set by the runner to the MLflow run id; stored on every row."
     )
     seed: int = Field(0, description="Seed for every sampled choice, so runs are reproducible.")
+    allow_skip: list[str] = Field(
+        default_factory=list,
+        description="Stages to skip (filter, dedup, qa_dedup, decontaminate): they do not run "
+        "and the stage after one reads its input table instead. Recorded in the dataset card, "
+        "the `qa` table's commit metadata and the MLflow run. CLI: --allow-skip.",
+    )
+    retry_rejects: list[str] = Field(
+        default_factory=list,
+        description="Final reject reasons to retry on this run, as retryable ones "
+        "(engine_unavailable, engine_failed) always are. CLI: --retry-rejects.",
+    )
     spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
     tables: TableNames = Field(default_factory=TableNames)
@@ -178,6 +192,15 @@ class Config(Section):
     export: ExportSettings = Field(
         default_factory=ExportSettings, description="Exports for RL trainers (hf, verl, trl)."
     )
+
+    @field_validator("retry_rejects")
+    @classmethod
+    def _reasons(cls, v: list[str]) -> list[str]:
+        # Reasons go into a Delta merge condition as literals.
+        bad = [r for r in v if not REASON.match(r)]
+        if bad:
+            raise ValueError(f"reject reasons {bad} must match {REASON.pattern}")
+        return v
 
     @field_validator("catalog")
     @classmethod

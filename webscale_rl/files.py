@@ -57,6 +57,43 @@ def expand(spark, patterns: list[str]) -> list[str]:
     return files
 
 
+# File name endings that say the format (checked in order: `.warc.wet.gz` is WET).
+NAME_FORMATS = (
+    (".wet.gz", "wet"),
+    (".wet", "wet"),
+    (".warc.gz", "warc"),
+    (".warc", "warc"),
+    (".jsonl", "jsonl"),
+    (".jsonl.gz", "jsonl"),
+    (".json.gz", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".ndjson.gz", "jsonl"),
+    (".parquet", "parquet"),
+)
+
+
+def format_from_name(path: str) -> str | None:
+    """The input format a file name tells (`x.warc.gz` -> warc), or None when it does not."""
+    name = path.rstrip("/").rsplit("/", 1)[-1].lower()
+    for ending, fmt in NAME_FORMATS:
+        if name.endswith(ending):
+            return fmt
+    return None
+
+
+def has_delta_log(spark, path: str) -> bool:
+    """True when `path` is a folder holding a `_delta_log` (a Delta table), local or remote."""
+    if any(c in path for c in "*?[{"):
+        return False
+    jvm = spark.sparkContext._jvm
+    p = path if URI.match(path) else os.path.abspath(path)
+    log = jvm.org.apache.hadoop.fs.Path(p.rstrip("/") + "/_delta_log")
+    try:
+        return bool(log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(log))
+    except Exception:  # an unknown scheme or unreachable store: expand() reports it clearly
+        return False
+
+
 def _walk(fs, hpath) -> list[str]:
     found = []
     for st in fs.listStatus(hpath):

@@ -2,8 +2,13 @@
 
 Every stage commits the same way (`commit_results`): its computed rows, kept and rejected, are
 first written once to a staging table, so an expensive UDF (an LLM call) is never evaluated
-twice; then kept rows are merged into the output table and rejected rows into `rejects`, both
-insert-only on deterministic ids, so a rerun after a crash duplicates nothing.
+twice; then rejected rows are merged into `rejects` and kept rows into the output table, both
+on deterministic ids, so a rerun after a crash duplicates nothing.
+
+A row is finished when it is in the output or has a final reject. Rows rejected for a
+retryable reason (the engine failed, `reject_reasons.RETRYABLE`) or a reason named in
+`retry_rejects` are pending again on the next run; when one is redone its stale reject row is
+deleted (kept now) or replaced (rejected again), so each (stage, row_id) stays in one place.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from webscale_rl import reject_reasons as reasons
 from webscale_rl.config import TABLE_NAME, Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.schemas.tables import REJECTS
@@ -144,7 +150,8 @@ def conform(df, schema):
 
 
 def done_ids(spark, cfg: Config, stage: str, output_ref: str, key: str):
-    """Ids a stage already finished: in its output, or rejected by it. One column named `key`."""
+    """Ids a stage already finished: in its output, or rejected by it for a final reason.
+    One column named `key`."""
     from pyspark.sql import functions as F
 
     parts = []
@@ -154,7 +161,7 @@ def done_ids(spark, cfg: Config, stage: str, output_ref: str, key: str):
     if exists(spark, rejects_ref):
         parts.append(
             read(spark, rejects_ref)
-            .where(F.col("stage") == stage)
+            .where((F.col("stage") == stage) & ~F.col("reason").isin(reasons.retry_reasons(cfg)))
             .select(F.col("row_id").alias(key))
         )
     if not parts:
@@ -197,10 +204,24 @@ def staging_ref(cfg: Config, stage: str) -> str:
     return f"{staging_root(cfg)}/{stage}/{uuid.uuid4().hex}"
 
 
-def set_commit_metadata(spark, cfg: Config, stage: str) -> None:
-    """Every Delta commit of the stage carries the run id, so a table version leads back to its run."""
-    meta = json.dumps({"run_id": cfg.run_id, "stage": stage})
-    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta)
+def set_commit_metadata(spark, cfg: Config, stage: str, skipped: list[str] | None = None) -> None:
+    """Every Delta commit of the stage carries the run id, so a table version leads back to its
+    run, and the stages skipped before it (`--allow-skip`; default: from the config)."""
+    if skipped is None:
+        skipped = skipped_before(cfg, stage)
+    meta = {"run_id": cfg.run_id, "stage": stage}
+    if skipped:
+        meta["skipped_stages"] = list(skipped)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(meta))
+
+
+def skipped_before(cfg: Config, stage: str) -> list[str]:
+    """The stages this run skips right before `stage` (its input is theirs)."""
+    if not cfg.allow_skip:
+        return []
+    from webscale_rl.jobs import pipeline
+
+    return pipeline.resolve_input(cfg, stage)[1] if stage in pipeline.STAGES else []
 
 
 def commit_results(
@@ -246,6 +267,21 @@ def commit_results(
             ).otherwise(F.col(REJECT_DETAIL)),
         )
         counts = _count(ranked)
+        rejected = _as_rejects(
+            ranked.where(F.col(REJECT_REASON).isNotNull()), cfg, stage, doc_id_col
+        )
+        # Rejects before the output: a crash between the two leaves a kept row in neither, so
+        # the rerun redoes it; it is never left both kept and (stale) rejected.
+        redo = reasons.redo_ids(spark, cfg, stage)
+        if redo is None:
+            write_rejects(spark, cfg, rejected, n_rows=counts.rejected)
+        else:
+            kept_again = ranked.where(F.col(REJECT_REASON).isNull()).join(
+                redo.withColumnRenamed("row_id", ROW_ID), ROW_ID, "left_semi"
+            )
+            outcome = rejected.unionByName(_as_rejects(kept_again, cfg, stage, doc_id_col))
+            reasons.supersede_rejects(spark, cfg, stage, outcome)
+        _crash_point(stage, "rejects")
         kept = conform(ranked.where(F.col(REJECT_REASON).isNull()), schema)
         inserted = merge_new(
             spark, output_ref, kept, schema, [key], partition_by, n_rows=counts.rows_out
@@ -253,19 +289,24 @@ def commit_results(
         counts.skipped = counts.rows_out - inserted
         counts.rows_out = inserted
         _crash_point(stage, "output")
-        rejected = ranked.where(F.col(REJECT_REASON).isNotNull()).select(
-            F.lit(stage).alias("stage"),
-            F.col(ROW_ID).alias("row_id"),
-            (F.col(doc_id_col) if doc_id_col else F.lit(None)).cast("string").alias("doc_id"),
-            F.col(REJECT_REASON).alias("reason"),
-            F.col(REJECT_DETAIL).alias("detail"),
-            F.lit(cfg.run_id).alias("run_id"),
-            F.current_timestamp().alias("rejected_at"),
-        )
-        write_rejects(spark, cfg, rejected, n_rows=counts.rejected)
     finally:
         drop_path(spark, stage_ref)
     return counts
+
+
+def _as_rejects(df, cfg: Config, stage: str, doc_id_col: str | None):
+    """Status-column rows as `rejects` rows (a kept row has a null reason)."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        F.lit(stage).alias("stage"),
+        F.col(ROW_ID).alias("row_id"),
+        (F.col(doc_id_col) if doc_id_col else F.lit(None)).cast("string").alias("doc_id"),
+        F.col(REJECT_REASON).alias("reason"),
+        F.col(REJECT_DETAIL).alias("detail"),
+        F.lit(cfg.run_id).alias("run_id"),
+        F.current_timestamp().alias("rejected_at"),
+    )
 
 
 def _count(ranked) -> CommitCounts:
@@ -334,9 +375,9 @@ def write_rejects(spark, cfg: Config, rejected, n_rows: int | None = None) -> in
     return merge_new(spark, ref, rejected, REJECTS, ["stage", "row_id"], ["stage"], n_rows=n_rows)
 
 
-def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema) -> None:
+def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema, skipped=None) -> None:
     """Replace a table's content in one new version (for whole-table stages such as publish)."""
-    set_commit_metadata(spark, cfg, stage)
+    set_commit_metadata(spark, cfg, stage, skipped)
     writer = (
         conform(df, schema)
         .write.format("delta")

@@ -66,6 +66,16 @@ def stage_run(cfg: Config, stage: str) -> Iterator[object]:
         yield run
 
 
+def set_tags(cfg: Config, tags: dict[str, str]) -> None:
+    """Tag the active run (the stage's inside a stage, else the pipeline's); no-op untracked."""
+    if not cfg.mlflow.enabled:
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.set_tags(tags)
+
+
 def log_stage_result(result) -> None:
     """Log a StageResult to the active (stage) run."""
     import mlflow

@@ -21,6 +21,9 @@ Scenarios:
 With `responder` (a function of the request body returning the reply text), every request is
 answered 200 with that text instead, and usage counted as characters / 4: a stand-in model for
 whole-pipeline tests (see `scripted_engine.ChatResponder`).
+
+`fail_next = n` makes the next n requests, whatever their scenario, fail with 503: an endpoint
+outage that a test can start and end between two runs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class FakeOpenAIServer:
         self.bodies: list[dict] = []
         self.retry_after_dates: dict[str, float] = {}
         self.max_in_flight = 0
+        self.fail_next = 0
         self._in_flight = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,7 +81,11 @@ class FakeOpenAIServer:
             n = len(self.hits[key])
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            outage = self.fail_next > 0
+            self.fail_next -= outage
         try:
+            if outage:
+                return 503, {}, b'{"error": "service unavailable"}'
             if self.responder is not None:
                 return 200, {}, json.dumps(_answer(self.responder, body)).encode()
             return self._reply(key.split(":")[0], n, auth, now)
