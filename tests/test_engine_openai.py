@@ -6,7 +6,13 @@ import logging
 import pytest
 from fakes.fake_openai_server import FakeOpenAIServer
 
-from webscale_rl.udfs.engine_openai import OpenAIEngine, build_body, parse_retry_after
+from webscale_rl.udfs.engine_openai import (
+    OpenAIEngine,
+    build_body,
+    parse_retry_after,
+    parse_stream,
+)
+from webscale_rl.udfs.http_concurrency import AdaptiveLimit, server_root
 from webscale_rl.udfs.llm_engine import LLMParams, describe
 from webscale_rl.udfs.llm_types import LLMRequest
 
@@ -60,6 +66,8 @@ def test_valid_completion_maps_text_usage_and_finish_reason(engine, server):
     assert (r.prompt_tokens, r.completion_tokens, r.finish_reason) == (11, 7, "stop")
     sent = server.bodies[0]
     assert sent["model"] == "fake-model"
+    # streamed, so a request past its deadline can be cancelled by closing the connection
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert sent["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "generate", "schema": SCHEMA, "strict": True},
@@ -163,3 +171,111 @@ def test_parse_retry_after():
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_non_streaming_mode_reads_a_plain_body(server):
+    params = LLMParams(engine="openai", model="m", base_url=server.base_url, stream=False)
+    eng = OpenAIEngine(params)
+    [r] = eng.generate([req("ok:plain")])
+    eng.close()
+    assert "stream" not in server.bodies[0]
+    assert json.loads(r.text) == {"answer": "ok"} and r.completion_tokens == 7
+
+
+def test_in_flight_never_exceeds_the_slots_the_server_reports():
+    with FakeOpenAIServer(slots=2) as server:
+        params = LLMParams(
+            engine="openai", model="m", base_url=server.base_url, max_concurrency=8, timeout_s=5
+        )
+        eng = OpenAIEngine(params)
+        out = eng.generate([req(f"slow:{i}") for i in range(6)])
+        eng.close()
+    assert eng.server_slots == 2
+    assert all(o.error is None for o in out)
+    assert server.max_in_flight <= 2 and eng.limit.max_in_flight <= 2
+
+
+def test_server_without_slot_report_keeps_max_concurrency(engine):
+    assert engine.server_slots is None and engine.limit.ceiling == 4
+
+
+def test_overload_halves_the_limit_and_successes_grow_it_back():
+    limit = AdaptiveLimit(8)
+    for expected in (4, 2, 1, 1):
+        limit.acquire()
+        limit.release(overloaded=True)
+        assert limit.limit == expected
+    limit.acquire()
+    limit.release(overloaded=None)  # a 400 or a bad body says nothing about load
+    assert limit.limit == 1
+    for _ in range(40):
+        limit.acquire()
+        limit.release(overloaded=False)
+    assert limit.limit == 8  # back to the ceiling, never above it
+
+
+def test_429_and_timeouts_lower_the_limit(server, monkeypatch):
+    params = LLMParams(
+        engine="openai",
+        model="m",
+        base_url=server.base_url,
+        max_concurrency=4,
+        timeout_s=0.5,
+        max_retries=1,
+        backoff_base_s=0.05,
+    )
+    eng = OpenAIEngine(params)
+    eng.generate([req("hang:limit")])
+    eng.close()
+    assert eng.limit.limit == 1  # two timeouts: 4 -> 2 -> 1
+
+
+def test_penalties_and_extra_body_are_sent():
+    params = LLMParams(
+        engine="openai",
+        model="m",
+        presence_penalty=0.5,
+        frequency_penalty=0.25,
+        extra_body={"repeat_penalty": 1.1, "top_k": 40},
+    )
+    body = build_body(req("x"), params)
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.5, 0.25)
+    assert (body["repeat_penalty"], body["top_k"]) == (1.1, 40)
+    plain = build_body(req("x"), LLMParams(engine="openai", model="m"))
+    assert not {"presence_penalty", "frequency_penalty", "repeat_penalty"} & set(plain)
+
+
+@pytest.mark.parametrize("key", ["model", "messages", "response_format", "stream"])
+def test_extra_body_may_not_replace_what_the_engine_sets(key):
+    with pytest.raises(ValueError, match="extra_body may not set"):
+        LLMParams(engine="openai", model="m", extra_body={key: "x"})
+
+
+def test_parse_stream_joins_deltas_and_reads_usage():
+    events = [
+        json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}),
+        json.dumps({"choices": [{"index": 0, "delta": {"content": '{"a": '}}]}),
+        json.dumps(
+            {"choices": [{"index": 0, "delta": {"content": "1}"}, "finish_reason": "stop"}]}
+        ),
+        json.dumps({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}),
+    ]
+    r = parse_stream("r", events)
+    assert (r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens) == (
+        '{"a": 1}',
+        "stop",
+        9,
+        4,
+    )
+    assert parse_stream("r", ["not json"]).error.startswith("bad_response")
+    assert parse_stream("r", [json.dumps({"error": {"message": "boom"}})]).error.startswith(
+        "stream_error"
+    )
+    assert parse_stream("r", []).error == "bad_response: no choices"
+
+
+def test_server_root():
+    assert server_root("http://h:8000/v1/") == "http://h:8000"
+    assert server_root("https://api.example.com/serving-endpoints") == (
+        "https://api.example.com/serving-endpoints"
+    )

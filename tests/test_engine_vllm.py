@@ -141,3 +141,35 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ConfigError, match="needs the vllm package"):
         engine_vllm.VLLMEngine(params())
+
+
+def test_vllm_kwargs_reach_the_llm_and_key_the_shared_model(monkeypatch):
+    rec = fake_vllm.install(monkeypatch, "current")
+    extra = {"dtype": "float32", "enforce_eager": True, "max_num_seqs": 4, "hf_overrides": {"a": 1}}
+    p = params(vllm_kwargs=extra)
+    llm_engine.get_engine(p)
+    llm_engine.get_engine(p.model_copy(update={"temperature": 0.5}))  # same load arguments
+    llm_engine.get_engine(p.model_copy(update={"vllm_kwargs": {"dtype": "float16"}}))
+    assert [k.get("dtype") for k in rec.llm_kwargs] == ["float32", "float16"]
+    assert rec.llm_kwargs[0]["enforce_eager"] is True and rec.llm_kwargs[0]["max_num_seqs"] == 4
+    assert rec.llm_kwargs[0]["model"] == "org/some-model"
+
+
+def test_vllm_kwargs_may_not_shadow_named_settings():
+    with pytest.raises(ValueError, match="tensor_parallel_size"):
+        params(vllm_kwargs={"tensor_parallel_size": 2})
+
+
+def test_penalties_and_extra_body_become_sampling_params(monkeypatch):
+    rec = fake_vllm.install(monkeypatch, "current")
+    p = params(presence_penalty=0.5, frequency_penalty=0.2, extra_body={"repetition_penalty": 1.1})
+    engine_vllm.VLLMEngine(p).generate([req("a")])
+    sp = rec.chat_calls[0]["sampling_params"][0]
+    assert sp.extras == {
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.2,
+        "repetition_penalty": 1.1,
+    }
+    # unset, nothing is sent: vLLM's own defaults apply
+    engine_vllm.VLLMEngine(params()).generate([req("b")])
+    assert rec.chat_calls[1]["sampling_params"][0].extras == {}

@@ -13,6 +13,7 @@ error row instead of being sent, so one huge web page cannot fail a whole batch.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # One LLM per set of load-time arguments per process: two stages with different sampling
 # settings share the model instead of loading it twice onto the same GPU.
-_LLMS: dict[tuple, object] = {}
+_LLMS: dict[str, object] = {}
 _LLMS_LOCK = threading.Lock()
 
 
@@ -68,7 +69,13 @@ class VLLMEngine:
             "top_p": s["top_p"],
             "max_tokens": s["max_tokens"],
             "seed": s["seed"],
+            # llm.extra_body holds server-specific sampling fields (repetition_penalty, top_k,
+            # min_p, ...); in process they are SamplingParams arguments.
+            **s.get("extra_body", {}),
         }
+        for name in ("presence_penalty", "frequency_penalty"):
+            if name in s:
+                kwargs[name] = s[name]
         if request.json_schema is not None:
             kwargs[self._schema_kwarg] = self._schema_cls(json=request.json_schema)
         return self._sampling_cls(**kwargs)
@@ -161,7 +168,9 @@ def to_response(request_id: str, output) -> LLMResponse:
 
 
 def llm_kwargs(params: LLMParams) -> dict:
-    """Load-time arguments of `vllm.LLM`."""
+    """Load-time arguments of `vllm.LLM`: the named settings, then `llm.vllm_kwargs` (dtype,
+    enforce_eager, max_num_seqs, quantization, kv_cache_dtype, ...; on a CPU build
+    `dtype: float32, enforce_eager: true` skips minutes of graph compilation)."""
     kwargs = {
         "model": params.model,
         "tensor_parallel_size": params.tensor_parallel_size,
@@ -172,7 +181,7 @@ def llm_kwargs(params: LLMParams) -> dict:
         kwargs["max_model_len"] = params.max_model_len
     if params.seed is not None:
         kwargs["seed"] = params.seed
-    return kwargs
+    return kwargs | params.vllm_kwargs
 
 
 def clear_llm_cache() -> None:
@@ -183,7 +192,7 @@ def clear_llm_cache() -> None:
 
 def _shared_llm(vllm, params: LLMParams):
     kwargs = llm_kwargs(params)
-    key = tuple(sorted(kwargs.items()))
+    key = json.dumps(kwargs, sort_keys=True, default=str)  # vllm_kwargs may hold dicts
     with _LLMS_LOCK:
         llm = _LLMS.get(key)
         if llm is None:

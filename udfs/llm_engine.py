@@ -16,7 +16,7 @@ import importlib
 import logging
 import os
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +27,17 @@ from webscale_rl.udfs.llm_types import Engine, LLMRequest
 log = logging.getLogger(__name__)
 
 ENGINES = ("none", "vllm", "openai", "simulated")
+# Body keys the OpenAI engine writes itself; `extra_body` may not replace them.
+RESERVED_BODY_KEYS = {"model", "messages", "response_format", "stream", "stream_options"}
+# vllm.LLM arguments that have their own llm.* setting.
+VLLM_NAMED_KWARGS = {
+    "model",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "enable_prefix_caching",
+    "max_model_len",
+    "seed",
+}
 
 
 class LLMParams(BaseModel):
@@ -57,8 +68,25 @@ class LLMParams(BaseModel):
     databricks_secret_key: str | None = Field(
         None, description="Databricks secret key name of the API key (with the scope)."
     )
-    max_concurrency: int = Field(8, ge=1, description="Concurrent HTTP requests per Spark task.")
-    timeout_s: float = Field(120.0, gt=0, description="Timeout of one HTTP request, seconds.")
+    max_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Most concurrent HTTP requests per Spark task. Never more than the server's "
+        "parallel slots when it reports them (llama.cpp /props), shared among the stage's tasks; "
+        "halved on timeouts/429/503 and grown back one at a time on successes.",
+    )
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Deadline of one HTTP request, seconds. With `stream` the engine then closes "
+        "the connection, which stops the server generating, so a retry never runs beside it.",
+    )
+    stream: bool = Field(
+        True,
+        description="openai: receive replies as server-sent events (usage from the last event). "
+        "Lets a timed-out request be cancelled on the server; false for servers that cannot "
+        "stream (a timed-out request may then run on there while its retry waits timeout_s).",
+    )
     max_retries: int = Field(
         5, ge=0, description="Retries of one request on 429/5xx/timeout/connection errors."
     )
@@ -79,6 +107,25 @@ class LLMParams(BaseModel):
     )
     seed: int | None = Field(
         None, description="Sampling seed (and vLLM engine seed); a request's own seed wins."
+    )
+    presence_penalty: float | None = Field(
+        None, ge=-2, le=2, description="If set, sent with every request (OpenAI API, vLLM)."
+    )
+    frequency_penalty: float | None = Field(
+        None, ge=-2, le=2, description="If set, sent with every request (OpenAI API, vLLM)."
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Server-specific sampling fields: openai adds them to every request body "
+        "(e.g. {repeat_penalty: 1.1, top_k: 40} for llama.cpp, {repetition_penalty: 1.1} for "
+        "vllm serve); vllm passes them to SamplingParams.",
+    )
+    vllm_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vLLM: more load-time arguments of vllm.LLM, e.g. {dtype: float16, "
+        "enforce_eager: true, max_num_seqs: 64, quantization: awq, kv_cache_dtype: fp8, "
+        "swap_space: 4}; the named llm.* settings (model, tensor_parallel_size, ...) stay "
+        "where they are.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs one model is split over.")
     max_model_len: int | None = Field(
@@ -118,6 +165,12 @@ class LLMParams(BaseModel):
     def _check(self) -> LLMParams:
         if self.engine in ("vllm", "openai") and not self.model:
             raise ValueError(f"llm.model is required when llm.engine={self.engine!r}")
+        reserved = sorted(set(self.extra_body) & RESERVED_BODY_KEYS)
+        if reserved:
+            raise ValueError(f"llm.extra_body may not set {reserved}: the engine sets them")
+        named = sorted(set(self.vllm_kwargs) & VLLM_NAMED_KWARGS)
+        if named:
+            raise ValueError(f"llm.vllm_kwargs may not set {named}: use llm.<name> instead")
         if (self.databricks_secret_scope is None) != (self.databricks_secret_key is None):
             raise ValueError(
                 "set both llm.databricks_secret_scope and llm.databricks_secret_key, or neither"
@@ -126,13 +179,26 @@ class LLMParams(BaseModel):
 
 
 def sampling_for(request: LLMRequest, params: LLMParams) -> dict:
-    """The sampling values to send for one request: deployment-wide overrides win."""
-    return {
+    """The sampling values to send for one request: deployment-wide overrides win. Penalties
+    and `extra_body` appear only when set, so they are recorded with the rows they shaped."""
+    out = {
         "temperature": request.temperature if params.temperature is None else params.temperature,
         "top_p": request.top_p if params.top_p is None else params.top_p,
         "max_tokens": request.max_tokens if params.max_tokens is None else params.max_tokens,
         "seed": request.seed if request.seed is not None else params.seed,
     }
+    return out | extra_sampling(params)
+
+
+def extra_sampling(params) -> dict:
+    """The optional sampling settings that are set (penalties, extra_body), by name."""
+    out = {}
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(params, name, None) is not None:
+            out[name] = getattr(params, name)
+    if getattr(params, "extra_body", None):
+        out["extra_body"] = dict(params.extra_body)
+    return out
 
 
 def api_key_source(params: LLMParams) -> str:

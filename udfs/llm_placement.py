@@ -113,3 +113,24 @@ def local_gpu_count() -> int:
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return 0
     return len(glob.glob("/dev/nvidia[0-9]*")) or int(os.path.exists("/dev/kfd"))
+
+
+def share_server_slots(llm: LLMParams, n_tasks: int) -> tuple[LLMParams, str | None]:
+    """For an OpenAI-compatible server that reports its parallel slots (llama.cpp), split them
+    among the stage's tasks, so the tasks together never queue requests inside the server,
+    where they would time out and be sent again. (llm, note for the stage result)."""
+    if llm.engine != "openai":
+        return llm, None
+    from webscale_rl.udfs.http_concurrency import server_slots
+    from webscale_rl.udfs.llm_engine import resolve_api_key
+
+    key = resolve_api_key(llm)
+    slots = server_slots(llm.base_url, {"Authorization": f"Bearer {key}"} if key else {})
+    if not slots:
+        return llm, None
+    per_task = min(llm.max_concurrency, max(1, slots // n_tasks))
+    note = f"server slots={slots}: at most {per_task} request(s) in flight per task"
+    if n_tasks > slots:
+        note += f" ({n_tasks} tasks > {slots} slots: llm_stages.tasks={slots} would queue none)"
+        log.warning(note)
+    return llm.model_copy(update={"max_concurrency": per_task}), note

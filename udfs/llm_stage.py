@@ -31,7 +31,7 @@ from pyspark.accumulators import AccumulatorParam
 from webscale_rl.errors import ConfigError
 from webscale_rl.reject_reasons import engine_failure_reason
 from webscale_rl.udfs.llm_engine import LLMParams, get_engine, sampling_for
-from webscale_rl.udfs.llm_placement import StageEngine, gpu_profile, stage_llm
+from webscale_rl.udfs.llm_placement import StageEngine, gpu_profile, share_server_slots, stage_llm
 from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response
 from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
 from webscale_rl.udfs.prompts import prompt_version
@@ -347,6 +347,7 @@ def run_llm_stage(
     except ValueError as err:
         raise ConfigError(str(err)) from None
     n_tasks = params.tasks or spark.sparkContext.defaultParallelism
+    llm, slots_note = share_server_slots(llm, n_tasks)
     sc = spark.sparkContext
     profile = gpu_profile(llm, sc.master, sc.getConf().get("spark.executor.resource.gpu.amount"))
     meter = spark.sparkContext.accumulator({}, SumDict())
@@ -372,4 +373,6 @@ def run_llm_stage(
         f"engine={llm.engine} model={llm.model or '-'} tasks={n_tasks} "
         f"chunks={params.commit_chunks} journal={llm.journal_dir or 'off'}"
     )
+    if slots_note:
+        result.notes.append(slots_note)
     return result

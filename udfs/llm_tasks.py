@@ -108,23 +108,47 @@ def _object(properties: dict, required: list[str] | None = None) -> dict:
     }
 
 
+# Longest strings the schemas allow, in characters. Every string and array is bounded: a
+# small model constrained by an unbounded schema can loop inside one string until max_tokens
+# and come back truncated (measured in bench/README.md, "Bounded schemas").
+REASON_MAX_CHARS = 160
+PERSONA_MAX_CHARS = 100
+QUESTION_MAX_CHARS = 400
+
+
+def _text(max_chars: int, min_chars: int = 1) -> dict:
+    return {"type": "string", "minLength": min_chars, "maxLength": max_chars}
+
+
 def task_schema(task: str, params: TaskParams | None = None) -> dict:
     """JSON schema of the task's reply (for structured output)."""
     params = params or TaskParams()
-    text = {"type": "string", "minLength": 1}
     boolean = {"type": "boolean"}
+    reason = _text(REASON_MAX_CHARS)
     if task == "llm_filter":
-        return _object({"informative": boolean, "self_contained": boolean, "reason": text})
+        return _object({"informative": boolean, "self_contained": boolean, "reason": reason})
     if task == "identify":
-        personas = {"type": "array", "items": text, "minItems": 1}
-        personas["maxItems"] = params.max_personas
+        personas = {
+            "type": "array",
+            "items": _text(PERSONA_MAX_CHARS),
+            "minItems": 1,
+            "maxItems": params.max_personas,
+        }
         return _object({"domain": {"type": "string", "enum": params.domains}, "personas": personas})
     if task == "generate":
+        checks = params.checks
+        question = _text(QUESTION_MAX_CHARS, checks.question_min_chars)
+        answer = _text(checks.answer_max_chars)
         answer_type = {"type": "string", "enum": list(ANSWER_TYPES)}
-        return _object({"question": text, "answer": text, "answer_type": answer_type})
+        return _object({"question": question, "answer": answer, "answer_type": answer_type})
     if task == "verify":
         return _object(
-            {"correct": boolean, "leaks_answer": boolean, "self_contained": boolean, "reason": text}
+            {
+                "correct": boolean,
+                "leaks_answer": boolean,
+                "self_contained": boolean,
+                "reason": reason,
+            }
         )
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
@@ -246,8 +270,17 @@ def build_request(
         "seed": _sampling_value(llm_sampling, "seed", params.seed),
     }
     version = prompts.prompt_version(task)
+    # Penalties and server-specific fields change answers too; only set ones join the digest,
+    # so ids made before they existed stay the same.
+    extras = {
+        k: v
+        for k in ("presence_penalty", "frequency_penalty", "extra_body")
+        if (v := _sampling_value(llm_sampling, k, None))
+    }
     fingerprint = json.dumps(
-        [payload, schema, sampling, params.n_fewshot], sort_keys=True, ensure_ascii=False
+        [payload, schema, sampling, params.n_fewshot, *([extras] if extras else [])],
+        sort_keys=True,
+        ensure_ascii=False,
     )
     digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:12]
     return LLMRequest(

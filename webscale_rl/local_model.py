@@ -103,6 +103,7 @@ def _common_params(settings: ServerSettings):
     p.cpuparams_batch.n_threads = settings.threads
     p.endpoint_props = True  # /props reports total_slots, which the OpenAI engine reads
     p.endpoint_slots = True
+    p.endpoint_metrics = True  # request and token counters (tests count what was sent)
     p.verbosity = 1  # warnings and errors; llama.cpp's default (3) logs every request
     return p
 

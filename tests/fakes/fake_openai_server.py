@@ -18,6 +18,10 @@ Scenarios:
   echo-auth-400  400 whose body echoes the Authorization header back (a leaky proxy)
   slow           sleeps 0.2 s, then ok (for concurrency checks)
 
+A request with `"stream": true` gets its 200 completion as server-sent events (the content in
+two deltas, then the finish reason, then usage), as OpenAI, vLLM and llama.cpp send it. With
+`slots=n`, GET /props answers `{"total_slots": n}` as llama.cpp's server does.
+
 With `responder` (a function of the request body returning the reply text), every request is
 answered 200 with that text instead, and usage counted as characters / 4: a stand-in model for
 whole-pipeline tests (see `scripted_engine.ChatResponder`).
@@ -38,9 +42,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAIServer:
-    def __init__(self, hang_s: float = 2.0, responder: Callable[[dict], str] | None = None):
+    def __init__(
+        self,
+        hang_s: float = 2.0,
+        responder: Callable[[dict], str] | None = None,
+        slots: int | None = None,
+    ):
         self.hang_s = hang_s
         self.responder = responder
+        self.slots = slots
         self.hits: dict[str, list[float]] = defaultdict(list)
         self.auth_headers: list[str] = []
         self.bodies: list[dict] = []
@@ -140,13 +150,49 @@ def _answer(responder: Callable[[dict], str], body: dict) -> dict:
     return _completion(text, max(1, prompt_chars // 4), max(1, len(text) // 4))
 
 
+def _as_events(payload: bytes) -> bytes | None:
+    """A completion body as server-sent events; None when it is not a completion."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    base = {k: data[k] for k in ("id", "object", "created", "model") if k in data}
+    events = []
+    for choice in data.get("choices") or []:
+        content = choice.get("message", {}).get("content") or ""
+        for part in (content[: len(content) // 2], content[len(content) // 2 :]):
+            delta = {"index": 0, "delta": {"content": part}, "finish_reason": None}
+            events.append(base | {"choices": [delta]})
+        end = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}
+        events.append(base | {"choices": [end]})
+    events.append(base | {"choices": [], "usage": data.get("usage")})
+    lines = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+    return b"".join(lines) + b"data: [DONE]\n\n"
+
+
 def _make_handler(server: FakeOpenAIServer):
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path == "/props" and server.slots:
+                payload = json.dumps({"total_slots": server.slots}).encode()
+                self.send_response(200)
+            else:
+                payload = b"{}"
+                self.send_response(404)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self):  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             key = body.get("messages", [{}])[-1].get("content", "")
             status, headers, payload = server.handle(key, self.headers.get("Authorization"), body)
+            events = _as_events(payload) if status == 200 and body.get("stream") else None
+            if events is not None:
+                payload, headers = events, headers | {"Content-Type": "text/event-stream"}
             try:
                 self.send_response(status)
                 for k, v in headers.items():

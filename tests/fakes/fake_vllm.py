@@ -40,6 +40,16 @@ class RequestOutput:
     outputs: list[CompletionOutput]
 
 
+# Sampling keywords of the real SamplingParams the stand-in accepts besides the basic four.
+SAMPLING_EXTRAS = {
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "top_k",
+    "min_p",
+}
+
+
 class FakeTokenizer:
     TEMPLATE_TOKENS_PER_MESSAGE = 3
 
@@ -65,7 +75,7 @@ def install(monkeypatch, api: str = "current") -> Recorder:
 
     class SamplingParams:
         def __init__(self, *, temperature=1.0, top_p=1.0, max_tokens=16, seed=None, **extra):
-            unknown = set(extra) - {schema_kw}
+            unknown = set(extra) - {schema_kw, *SAMPLING_EXTRAS}
             if unknown:
                 raise TypeError(f"SamplingParams got unexpected keyword(s) {sorted(unknown)}")
             self.temperature, self.top_p, self.max_tokens, self.seed = (
@@ -75,6 +85,7 @@ def install(monkeypatch, api: str = "current") -> Recorder:
                 seed,
             )
             self.schema_params = extra.get(schema_kw)
+            self.extras = {k: v for k, v in extra.items() if k in SAMPLING_EXTRAS}
 
     class LLM:
         def __init__(self, **kwargs):
