@@ -1,21 +1,28 @@
-"""Decontaminate: drop QA pairs that share a 13-gram with an eval benchmark -> `qa_clean`.
+"""Decontaminate: drop QA pairs that overlap an eval benchmark -> `qa_clean`.
 
-The n-gram index of every benchmark is built once on the driver (a missing file or field fails
-here, before any Spark work), broadcast, and each executor checks its QA rows with a pandas UDF.
-A contaminated row goes to `rejects` with reason `contaminated:<benchmark>` and a JSON detail
-naming the benchmark, the item and the matched n-gram. Reruns only check rows not yet decided.
+The indexes of every benchmark (13-grams, and the near-match index) are built once on the driver
+(a missing file or field fails here, before any Spark work), broadcast, and each executor checks
+its QA rows with a pandas UDF. A contaminated row goes to `rejects` with reason
+`contaminated:<benchmark>` and a JSON detail naming the benchmark, the item, the method
+(exact_ngram, containment, near_match), the score, the matched words and the QA columns checked:
+
+    SELECT get_json_object(detail, '$.method') AS method, count(*) FROM rejects
+    WHERE stage = 'decontaminate' GROUP BY 1
+
+Reruns only check rows not yet decided. `preflight` checks the benchmark files before the first
+stage of a run, so a missing file stops the run before any GPU work.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-from webscale_rl import tables
+from webscale_rl import files, tables
 from webscale_rl.config import REPO_ROOT, Config
 from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.decontam import DecontamParams, build_ngram_index, resolve_files
+from webscale_rl.udfs.decontam import DecontamIndex, DecontamParams, missing_files
 
 NAME = "decontaminate"
 INPUT = "qa_deduped"
@@ -24,29 +31,28 @@ KEY = "qa_id"
 
 # Decontamination drops rows and changes no column: the clean table has the verified QA layout.
 SCHEMA = schemas.QA_CLEAN
-HIT_DDL = "benchmark string, item_id string, ngram string"
+HIT_DDL = (
+    "benchmark string, item_id string, method string, score double, matched string, checked string"
+)
+HIT_COLUMNS = ["benchmark", "item_id", "method", "score", "matched", "checked"]
 
 
 def params_of(cfg: Config) -> DecontamParams:
     return cfg.decontam
 
 
-def _checker(broadcast_index, n: int, check_fields: list[list[str]]):
-    """A pandas UDF: struct of the checked QA columns -> struct of the first benchmark hit."""
+def _checker(broadcast_index):
+    """A pandas UDF: struct of the checked QA columns -> struct of the first benchmark match."""
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(HIT_DDL)
     def check(qa):
         import pandas as pd
 
-        from webscale_rl.udfs.decontam import check_qa
-
         index = broadcast_index.value  # loaded once per Python worker, then cached
-        hits = [check_qa(row, index, n, check_fields) for row in qa.to_dict("records")]
-        return pd.DataFrame(
-            [tuple(h) if h else (None, None, None) for h in hits],
-            columns=["benchmark", "item_id", "ngram"],
-        )
+        hits = [index.find(row) for row in qa.to_dict("records")]
+        empty = (None,) * len(HIT_COLUMNS)
+        return pd.DataFrame([tuple(h) if h else empty for h in hits], columns=HIT_COLUMNS)
 
     return check
 
@@ -68,7 +74,7 @@ def mark_contaminated(df, broadcast_index, params: DecontamParams):
     from pyspark.sql import functions as F
 
     columns = checked_columns(df, params)
-    check = _checker(broadcast_index, params.n, params.check_fields)
+    check = _checker(broadcast_index)
     hit = F.col("_hit")
     found = hit["benchmark"].isNotNull()
     return (
@@ -84,27 +90,39 @@ def mark_contaminated(df, broadcast_index, params: DecontamParams):
 
 
 def resolve_data_root(data_root: str) -> str:
-    """A relative root is taken from the working directory, else from beside the checkout."""
-    path = Path(data_root)
-    if path.is_absolute() or path.exists():
-        return str(path)
-    beside_repo = REPO_ROOT / path
-    return str(beside_repo) if beside_repo.exists() else str(path)
+    """A URI or absolute path as is; a relative one from the working directory, else from
+    beside the checkout."""
+    if files.URI.match(data_root) or os.path.isabs(data_root) or os.path.exists(data_root):
+        return data_root
+    beside_repo = REPO_ROOT / data_root
+    return str(beside_repo) if beside_repo.exists() else data_root
 
 
-def available_benchmarks(params: DecontamParams, data_root: str):
+def available_benchmarks(params: DecontamParams, data_root: str, spark=None):
     """The benchmarks to index, and the names left out because their files are missing
     (only with `on_missing: skip`; otherwise a missing file is an error before any work)."""
     if params.on_missing == "error":
         return list(params.benchmarks), []
-    specs, skipped = [], []
-    for spec in params.benchmarks:
-        try:
-            resolve_files(spec, data_root)
-            specs.append(spec)
-        except ConfigError:
-            skipped.append(spec.name)
-    return specs, skipped
+    missing = missing_files(params.benchmarks, data_root, spark)
+    return [s for s in params.benchmarks if s.name not in missing], list(missing)
+
+
+def preflight(spark, cfg: Config) -> list[str]:
+    """Before a run's first stage: every benchmark file exists (one error naming each missing
+    one), or with `on_missing: skip` a note naming those that will be skipped."""
+    params = params_of(cfg)
+    data_root = resolve_data_root(params.data_root)
+    missing = missing_files(params.benchmarks, data_root, spark)
+    if not missing:
+        return []
+    if params.on_missing == "skip":
+        return [f"decontaminate will skip benchmarks with missing files: {', '.join(missing)}"]
+    raise ConfigError(
+        "decontaminate: benchmark files missing, checked before any stage ran:\n  "
+        + "\n  ".join(missing.values())
+        + "\nFetch them with `python deploy/fetch_benchmarks.py --out DIR` and set "
+        "decontam.data_root=DIR, or run with --set decontam.on_missing=skip to leave them out."
+    )
 
 
 def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult:
@@ -118,8 +136,8 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     checked_columns(qa, params)  # fail before the index is built
 
     data_root = resolve_data_root(params.data_root)
-    specs, skipped = available_benchmarks(params, data_root)
-    index = build_ngram_index(specs, params.n, data_root)
+    specs, skipped = available_benchmarks(params, data_root, spark)
+    index = DecontamIndex.build(specs, params, data_root, spark)
     broadcast_index = spark.sparkContext.broadcast(index)
     try:
         todo = tables.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), out_ref, "qa_id")
@@ -135,14 +153,14 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
         {in_ref: in_version},
         out_ref,
         metrics={
-            "index_ngrams": len(index),
+            **index.metrics(),
             "benchmarks": len(specs),
             "benchmarks_skipped": len(skipped),
         },
     )
-    result.notes.append(
-        f"n={params.n} benchmarks={','.join(b.name for b in specs)} index_ngrams={len(index)}"
-    )
+    sizes = " ".join(f"{k}={v}" for k, v in index.metrics().items())
+    near = f"near_match>={params.near.threshold}" if params.near.enabled else "near_match off"
+    result.notes.append(f"n={params.n} {near} benchmarks={','.join(b.name for b in specs)} {sizes}")
     if skipped:
         result.notes.append(
             f"benchmarks SKIPPED, files missing under {data_root}: {', '.join(skipped)}"

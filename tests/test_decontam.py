@@ -1,8 +1,10 @@
 """Decontamination against the real eval sets in shared/data/benchmarks.
 
 Benchmark items are read straight from the files here (not through the module's loader), planted
-into QA pairs verbatim or lightly edited, and must be found with the right benchmark and item;
-benign questions written for this test must be kept.
+into QA pairs verbatim, embedded or lightly edited, and must be found with the right benchmark,
+item and method; benign questions written for this test must be kept. The n-gram check alone
+(`check_qa`, `find_contamination`) keeps lm-evaluation-harness's behaviour; `DecontamIndex.find`
+adds containment and near matches.
 """
 
 import gzip
@@ -14,19 +16,19 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.decontam import (
     BenchmarkSpec,
+    DecontamIndex,
     DecontamParams,
-    build_ngram_index,
+    canonical_tokens,
     check_qa,
     default_benchmarks,
     find_contamination,
-    load_benchmark_items,
     ngram_hash,
     ngrams,
     normalize,
 )
+from webscale_rl.udfs.near_match import NearMatchParams, numbers_as_digits
 
 N = 13
 
@@ -37,8 +39,15 @@ def root(shared_data):
 
 
 @pytest.fixture(scope="module")
-def index(root):
-    return build_ngram_index(default_benchmarks(), N, root)
+def full(root):
+    """Every check over every default benchmark (built once: about 5 s)."""
+    return DecontamIndex.build(default_benchmarks(), DecontamParams(), root)
+
+
+@pytest.fixture(scope="module")
+def index(full):
+    """The n-gram index alone, as lm-evaluation-harness checks."""
+    return full.ngrams
 
 
 def jsonl(path, row):
@@ -78,6 +87,17 @@ def test_ngrams_slide_and_short_text_is_one_ngram():
     assert ngrams([], 13) == []
 
 
+def test_number_words_read_as_digits():
+    def digits(text):
+        return " ".join(numbers_as_digits(text.split()))
+
+    assert digits("she eats three eggs and twenty five apples") == "she eats 3 eggs and 25 apples"
+    assert digits("two hundred five and one thousand twenty") == "205 and 1020"
+    assert digits("one two three") == "1 2 3"  # a list of numbers stays a list
+    assert digits("twentyfive ninety") == "25 90"
+    assert canonical_tokens("Twenty-five $x^2$ ducks") == canonical_tokens("25 $x^2$ Ducks")
+
+
 def test_ngram_hash_is_stable_across_processes():
     code = "from webscale_rl.udfs.decontam import ngram_hash; print(ngram_hash('a b c'))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -88,27 +108,10 @@ def test_ngram_hash_is_stable_across_processes():
     assert ngram_hash("a b c") != ngram_hash("a b d")
 
 
-# ---------------------------------------------------------------- default specs load
-
-
-def test_default_benchmarks_cover_every_shared_set(root):
-    covered = {spec.path.split("/")[0] for spec in default_benchmarks()}
-    assert covered == {p.name for p in root.iterdir() if p.is_dir()}
-
-
-def test_index_has_every_default_benchmark(index):
+def test_index_has_every_default_benchmark(index, full):
     names = {name for name, _ in index.values()}
     assert names == {spec.name for spec in default_benchmarks()}
-
-
-def test_bbh_items_are_named_by_task_and_example(root):
-    spec = next(s for s in default_benchmarks() if s.name == "bbh")
-    items = dict(load_benchmark_items(spec, root))
-    key = "date_understanding/examples[3].input"
-    assert items[key] == bbh(root, "date_understanding", 3)
-    assert len(items) == sum(
-        len(json.loads(f.read_text())["examples"]) for f in (root / "bbh").glob("*.json")
-    )
+    assert {name for name, _ in full.near.labels} == names
 
 
 # ---------------------------------------------------------------- planted items
@@ -223,7 +226,7 @@ def test_short_questions_are_compared_whole(root, index):
     for text in (short, short.upper(), short.rstrip("?") + " ?!"):
         hit = find_contamination(text, index, N)
         assert hit is not None and (hit.benchmark, hit.item_id) == ("mmlu_stem", "7"), text
-    # Whole means whole: an added or changed word is another text.
+    # Whole means whole to the n-gram check: an added or changed word is another text.
     assert find_contamination("Quick quiz. " + short, index, N) is None
     assert find_contamination(short.replace("carbon", "nitrogen"), index, N) is None
 
@@ -245,80 +248,94 @@ def test_short_question_with_its_choices_matches_the_item(root, index):
     assert hit is not None and (hit.benchmark, hit.item_id) == ("mmlu_stem", "7")
 
 
-# ---------------------------------------------------------------- specs and errors
+# ---------------------------------------------------------------- containment and near matches
 
 
-def test_missing_file_names_the_benchmark(tmp_path):
-    spec = BenchmarkSpec(name="nosuch", path="nosuch/test.jsonl", fields=["question"])
-    with pytest.raises(ConfigError, match="nosuch.*no file"):
-        list(load_benchmark_items(spec, tmp_path))
-    glob_spec = BenchmarkSpec(name="globbed", path="none/*.json", fields=["x"])
-    with pytest.raises(ConfigError, match="globbed"):
-        build_ngram_index([glob_spec], N, tmp_path)
+def test_short_item_inside_a_longer_question_is_contained(root, full):
+    for row, lead in ((1, "Biology quiz:"), (7, "From the climate article: ")):
+        short = jsonl(root / "mmlu_stem/test.jsonl", row)["question"]
+        qa = {"question": f"{lead} {short} Answer briefly.", "answer": "B"}
+        hit = full.find(qa)
+        assert hit is not None, short
+        assert (hit.benchmark, hit.item_id, hit.method) == ("mmlu_stem", str(row), "containment")
+        assert hit.score == 1.0 and hit.matched == " ".join(canonical_tokens(short))
+    g = jsonl(root / "gsm8k/test.jsonl", 1)["question"]
+    hit = full.find({"question": f"My son asked me this: {g}", "answer": "3"})
+    assert (hit.benchmark, hit.item_id, hit.method) == ("gsm8k", "1", "exact_ngram")
 
 
-def test_field_absent_in_every_row_names_benchmark_and_field(tmp_path):
-    (tmp_path / "b.jsonl").write_text('{"question": "a"}\n{"question": "b"}\n')
-    spec = BenchmarkSpec(name="mine", path="b.jsonl", fields=["question", "problem"])
-    with pytest.raises(ConfigError, match=r"mine.*problem"):
-        list(load_benchmark_items(spec, tmp_path))
+def test_light_edits_are_near_matches_with_item_and_score(root, full):
+    mbpp = [json.loads(line) for line in open(root / "mbpp/mbpp.jsonl")]
+    texts = {r["task_id"]: r["text"] for r in mbpp}
+    assert texts[14] == "Write a python function to find the volume of a triangular prism."
+    assert texts[15] == "Write a function to split a string at lowercase letters."
+    g = jsonl(root / "gsm8k/test.jsonl", 1)["question"]
+    assert g.startswith("A robe takes 2 bolts of blue fiber")
+    # Each breaks every 13-gram of its item (short items are compared whole), so only a near
+    # match finds it.
+    edits = {
+        "one word substituted": (
+            "Write a python function that finds the volume of a triangular prism.",
+            "14",
+        ),
+        "two words dropped": ("python function to find volume of a triangular prism", "14"),
+        "words substituted and added": (
+            "Write a function that splits a string at its lowercase letters.",
+            "15",
+        ),
+        "clauses reordered, number word": (
+            "How many bolts in total does a robe take if it "
+            "takes two bolts of blue fiber and half that much "
+            "white fiber?",
+            "1",
+        ),
+    }
+    for name, (text, item) in edits.items():
+        assert find_contamination(text, full.ngrams, N) is None, name
+        hit = full.find({"question": text, "answer": "x"})
+        assert hit is not None, name
+        assert (hit.item_id, hit.method) == (item, "near_match"), (name, hit)
+        assert 0.8 <= hit.score <= 1.0 and hit.checked == "question+answer", (name, hit)
 
 
-def test_list_field_without_brackets_is_an_error(tmp_path):
-    (tmp_path / "b.jsonl").write_text('{"choices": ["x", "y"]}\n')
-    spec = BenchmarkSpec(name="mine", path="b.jsonl", fields=["choices"])
-    with pytest.raises(ConfigError, match=r"choices\[\]"):
-        list(load_benchmark_items(spec, tmp_path))
-
-
-def test_bad_field_path_and_unknown_format_are_rejected(tmp_path):
-    with pytest.raises(ValidationError):
-        BenchmarkSpec(name="x", path="a.jsonl", fields=["a[0].b"])
-    (tmp_path / "a.csv").write_text("q\n")
-    with pytest.raises(ConfigError, match="format"):
-        list(load_benchmark_items(BenchmarkSpec(name="x", path="a.csv", fields=["q"]), tmp_path))
-
-
-def test_formats_nested_paths_and_ids(tmp_path):
-    rows = [{"id": "A1", "q": {"text": "alpha"}, "opts": ["one", "two"]}, {"q": {"text": "beta"}}]
-    with gzip.open(tmp_path / "r.jsonl.gz", "wt") as fh:
-        fh.write("\n".join(json.dumps(r) for r in rows))
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "t1.json").write_text(json.dumps({"examples": [{"input": "x y"}]}))
-    (tmp_path / "sub" / "t2.json").write_text(json.dumps([{"input": "z"}]))
-
-    spec = BenchmarkSpec(name="r", path="r.jsonl.gz", fields=["q.text", "opts[]"], id_field="id")
-    assert list(load_benchmark_items(spec, tmp_path)) == [
-        ("A1", "alpha"),
-        ("A1/opts[0]", "one"),
-        ("A1/opts[1]", "two"),
-        ("A1", "alpha one two"),
-        ("1", "beta"),
+def test_generic_phrasing_alone_is_kept(full):
+    generic = [
+        "Which of the following is a true statement about the harbour tunnel in the article?",
+        "What is the name of the river that runs through the old town of Regensburg?",
+        "Which of the following is NOT a source of income for the village bakery?",
+        "Is the following sentence plausible? The mayor opened the new tram line in 2019.",
+        "What is the value of x if the garden is 12 metres long and has an area of 60 m2?",
+        "Write a function to count how many times each word occurs in a text file.",
     ]
-    t1 = BenchmarkSpec(name="t", path="sub/t1.json", fields=["examples[].input"])
-    assert list(load_benchmark_items(t1, tmp_path)) == [("0/examples[0].input", "x y")]
-    t2 = BenchmarkSpec(name="t", path="sub/t2.json", fields=["input"])
-    assert list(load_benchmark_items(t2, tmp_path)) == [("0", "z")]
-    # An absolute path ignores the data root.
-    absolute = BenchmarkSpec(name="t", path=str(tmp_path / "sub/t2.json"), fields=["input"])
-    assert list(load_benchmark_items(absolute, "/nonexistent")) == [("0", "z")]
+    benign = [qa for qa in BENIGN if "vowels" not in qa["question"]]
+    for question in generic + [qa["question"] for qa in benign]:
+        assert full.find({"question": question, "answer": "x"}) is None, question
+    # The n-gram check keeps this one; it is MBPP 667 ("Write a python function to count number
+    # of vowels in the string.") reworded, and a near match removes it.
+    vowels = next(qa for qa in BENIGN if "vowels" in qa["question"])
+    hit = full.find(vowels)
+    assert (hit.benchmark, hit.item_id, hit.method) == ("mbpp", "667", "near_match")
 
 
-def test_relative_data_root_resolves_against_working_directory(tmp_path, monkeypatch):
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "b.jsonl").write_text('{"question": "what is up"}\n')
-    monkeypatch.chdir(tmp_path)
-    params = DecontamParams(
-        data_root="bench",
-        benchmarks=[BenchmarkSpec(name="b", path="b.jsonl", fields=["question"])],
-    )
-    index = build_ngram_index(params.benchmarks, params.n, params.data_root)
-    assert find_contamination("What is up?", index, params.n) == ("b", "0", "what is up")
+def test_answer_options_alone_are_not_items(root, full):
+    choice = jsonl(root / "mmlu_stem/test.jsonl", 2126)["choices"][2]
+    assert choice == "The Bohr model of the atom"
+    qa = {"question": "Which scientist proposed the Bohr model of the atom in 1913?"}
+    assert full.find({**qa, "answer": "Niels Bohr"}) is None
+
+
+def test_near_match_off_is_the_ngram_check(root, full):
+    params = DecontamParams(near=NearMatchParams(enabled=False))
+    items = [("mmlu_stem", "1", jsonl(root / "mmlu_stem/test.jsonl", 1)["question"], True)]
+    alone = DecontamIndex(items, params)
+    assert alone.near is None and alone.metrics() == {"index_ngrams": 1}
+    assert alone.find({"question": "Quiz: A frameshift mutation is created when"}) is None
 
 
 def test_params_defaults_and_checks():
     p = DecontamParams()
     assert p.n == 13 and p.check_fields == [["question"], ["question", "answer"]]
+    assert (p.near.enabled, p.near.threshold, p.near.min_words) == (True, 0.8, 4)
     spec = BenchmarkSpec(name="a", path="a.jsonl", fields=["q"])
     with pytest.raises(ValidationError, match="unique"):
         DecontamParams(benchmarks=[spec, spec])

@@ -10,6 +10,7 @@ from webscale_rl.jobs import decontaminate
 from webscale_rl.udfs.decontam import (
     BenchmarkSpec,
     DecontamParams,
+    canonical_tokens,
     default_benchmarks,
     normalize,
 )
@@ -40,13 +41,28 @@ def line(path, row):
 def qa_rows(root):
     """(QA rows, {qa_id: (benchmark, item_id)} of the planted ones)."""
     g0, g7 = line(root / "gsm8k/test.jsonl", 0), line(root / "gsm8k/test.jsonl", 7)
-    mm = line(root / "mmlu_stem/test.jsonl", 7)
+    mm, mm1 = line(root / "mmlu_stem/test.jsonl", 7), line(root / "mmlu_stem/test.jsonl", 1)
     he = line(root / "humaneval/HumanEval.jsonl.gz", 0)
+    robe = "How many bolts in total does a robe take if it takes two bolts of blue fiber and half "
     planted = {
-        "p1": (g0["question"], "18", ("gsm8k", "0")),
-        "p2": ("A puzzle from a forum. " + g7["question"].upper(), None, ("gsm8k", "7")),
-        "p3": (mm["question"], "Photosynthesis", ("mmlu_stem", "7")),
-        "p5": ("Complete this function.", he["prompt"], ("humaneval", he["task_id"])),
+        "p1": (g0["question"], "18", ("gsm8k", "0", "exact_ngram")),
+        "p2": (
+            "A puzzle from a forum. " + g7["question"].upper(),
+            None,
+            ("gsm8k", "7", "exact_ngram"),
+        ),
+        "p3": (mm["question"], "Photosynthesis", ("mmlu_stem", "7", "exact_ngram")),
+        "p5": (
+            "Complete this function.",
+            he["prompt"],
+            ("humaneval", he["task_id"], "exact_ngram"),
+        ),
+        "p6": (
+            f"Biology quiz: {mm1['question']}?",
+            "an insertion",
+            ("mmlu_stem", "1", "containment"),
+        ),
+        "p7": (robe + "that much white fiber?", "3", ("gsm8k", "1", "near_match")),
     }
     benign = {
         "b1": ("How many kilometres long is the new river bicycle lane?", "12 kilometres"),
@@ -80,17 +96,18 @@ def decontam_rejects(spark, cfg):
     return {r["row_id"]: (r["reason"], json.loads(r["detail"]), r["doc_id"]) for r in rows}
 
 
-def test_job_writes_clean_table_rejects_with_item_and_ngram_and_reruns_idempotently(
+def test_job_writes_clean_table_rejects_with_item_method_and_score_and_reruns_idempotently(
     spark, cfg, params, shared_data
 ):
     rows, planted, benign = qa_rows(shared_data / "benchmarks")
+    rows_by_id = {qa_id: f"{q} {a or ''}" for qa_id, q, a in rows}
     write_input(spark, cfg, rows)
 
     result = decontaminate.run(spark, cfg, params)
 
     assert result.rows_in == len(rows) and result.rows_out == len(benign)
     expected_reasons = {}
-    for bench, _ in planted.values():
+    for bench, _, _ in planted.values():
         expected_reasons[f"contaminated:{bench}"] = (
             expected_reasons.get(f"contaminated:{bench}", 0) + 1
         )
@@ -101,12 +118,34 @@ def test_job_writes_clean_table_rejects_with_item_and_ngram_and_reruns_idempoten
 
     rejected = decontam_rejects(spark, cfg)
     assert set(rejected) == set(planted)
-    texts = {qa_id: " ".join(normalize(f"{q} {a or ''}")) for qa_id, q, a in rows}
-    for qa_id, (bench, item) in planted.items():
+    texts = {qa_id: " ".join(canonical_tokens(f"{q} {a or ''}")) for qa_id, q, a in rows}
+    for qa_id, (bench, item, method) in planted.items():
         reason, detail, doc_id = rejected[qa_id]
         assert reason == f"contaminated:{bench}" and doc_id == f"d-{qa_id}"
-        assert (detail["benchmark"], detail["item_id"]) == (bench, item)
-        assert detail["ngram"] and detail["ngram"] in texts[qa_id]
+        assert (detail["benchmark"], detail["item_id"], detail["method"]) == (bench, item, method)
+        assert 0.8 <= detail["score"] <= 1.0 and detail["checked"] in (
+            "question",
+            "question+answer",
+        )
+        if method == "exact_ngram":
+            assert detail["matched"] in " ".join(normalize(f"{rows_by_id[qa_id]}"))
+        else:
+            assert detail["matched"] and set(detail["matched"].split()) <= set(texts[qa_id].split())
+    # The detail is JSON that SQL reads.
+    from pyspark.sql import functions as F
+
+    by_method = (
+        tables.read(spark, tables.table_ref(cfg, "rejects"))
+        .where("stage = 'decontaminate'")
+        .groupBy(F.get_json_object("detail", "$.method").alias("method"))
+        .count()
+        .collect()
+    )
+    assert {r["method"]: r["count"] for r in by_method} == {
+        "exact_ngram": 4,
+        "containment": 1,
+        "near_match": 1,
+    }
 
     # A rerun finds every row decided and checks nothing twice.
     again = decontaminate.run(spark, cfg, params)
