@@ -29,19 +29,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "webscale_rl" / "resources" / "sample_corpus" / "sample_corpus.jsonl"
 CRASH_ENV = "WEBSCALE_RL_CRASH_AT"
-# The two points of `tables.commit_results`: after the staging write (nothing merged yet) and
-# after the output merge (rejects not merged yet).
-POINTS = ("staged", "output")
+# The points of `tables.commit_results`: after the staging write (nothing merged yet), after the
+# rejects merge (output not merged yet) and after the output merge (staging not dropped yet).
+POINTS = ("staged", "rejects", "output")
 # Columns that differ between runs by design: which run wrote a row, and when.
 VOLATILE = frozenset({"run_id", "ingested_at", "rejected_at", "created_at"})
 SUMMARY_PREFIX = "["
 
 
 def common_sets(workdir: Path, counts_name: str = "llm_calls.txt") -> list[str]:
-    """--set options every reliability run shares: small local Spark, the simulated engine."""
+    """--set options every reliability run shares: small local Spark, the simulated engine, one
+    commit per LLM stage (chunked commits are exercised by the determinism test)."""
     return [
         "spark.master=local[2]",
         "spark.shuffle_partitions=2",
+        "llm_stages.commit_chunks=1",
         "llm.engine=simulated",
         f"llm.simulated_counts_path={workdir / counts_name}",
         "llm.simulated_prompt_tokens_per_s=100000000",
@@ -102,11 +104,11 @@ def uses_commit_hook(stage: str) -> bool:
 
 
 def crash_plan(stages: list[str], all_points: bool = False) -> list[tuple[str, str]]:
-    """(stage, point) to crash at, one run each: every point, or one per stage alternating."""
+    """(stage, point) to crash at, one run each: every point, or one per stage in rotation."""
     hooked = [s for s in stages if uses_commit_hook(s)]
     if all_points:
         return [(s, p) for s in hooked for p in POINTS]
-    return [(s, POINTS[i % 2]) for i, s in enumerate(hooked)]
+    return [(s, POINTS[i % len(POINTS)]) for i, s in enumerate(hooked)]
 
 
 @dataclass

@@ -1,10 +1,24 @@
+import importlib.util
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("WEBSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def load_bench(name: str):
+    """A module of bench/ (its helpers are shared with the tests), loaded once."""
+    full = f"bench_{name}"
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[full]
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +60,46 @@ def make_cfg(tmp_path):
 def cfg(make_cfg):
     """The default test config: a fresh lakehouse under tmp_path, MLflow off."""
     return make_cfg()
+
+
+@dataclass
+class Reference:
+    """The one uninterrupted pipeline run of the test session (see `reference`)."""
+
+    work: Path  # cwd of the run: mlflow.db, llm_calls.txt, reports/
+    lakehouse: Path
+    tables: dict  # table -> sorted rows, run-specific columns left out (bench/reliability.py)
+    sets: list[str]  # the --set options it ran with
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.work / "mlflow.db"
+
+
+def run_pipeline_in_process(work: Path, sets: list[str], lakehouse: Path | None = None) -> int:
+    """`webscale-rl run` on the sample corpus in this process (the session's Spark), MLflow in
+    work/mlflow.db and anything written relative to cwd (reports) under work."""
+    from webscale_rl.cli import main
+
+    rel = load_bench("reliability")
+    lakehouse = lakehouse or work / "lh"
+    args = [x for s in sets for x in ("--set", s)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
+        mp.chdir(work)
+        return main(["--lakehouse", str(lakehouse), *args, "run", "--input", str(rel.SAMPLE)])
+
+
+@pytest.fixture(scope="session")
+def reference(spark, tmp_path_factory) -> Reference:
+    """Every stage once over the sample corpus with the simulated engine, tracked in MLflow.
+
+    The session's one whole-pipeline run: the reliability tests compare their runs with its
+    tables, the audit and notebook tests read its lakehouse. A test that changes the lakehouse
+    restores it (Delta RESTORE) before it ends.
+    """
+    rel = load_bench("reliability")
+    work = tmp_path_factory.mktemp("reference")
+    sets = rel.common_sets(work)
+    assert run_pipeline_in_process(work, sets) == 0
+    return Reference(work, work / "lh", rel.snapshot(spark, work / "lh"), sets)

@@ -1,6 +1,7 @@
 """The CLI end to end in-process: a stage run tracked in MLflow, SQL over the tables, exit codes."""
 
 import json
+import shutil
 
 import pytest
 
@@ -9,12 +10,12 @@ from webscale_rl.cli import main
 from webscale_rl.config import load_config
 
 
-@pytest.fixture()
-def tracked_run(spark, tmp_path, shared_data, monkeypatch):
-    lakehouse = tmp_path / "lh"
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("SECRET_TEST_TOKEN", "sk-should-never-appear")
+@pytest.fixture(scope="module")
+def tracked_run(spark, tmp_path_factory, shared_data):
+    """One tracked `stage ingest` for the module; a test that writes more copies it first."""
+    tmp = tmp_path_factory.mktemp("cli_tracking")
+    lakehouse = tmp / "lh"
+    uri = f"sqlite:///{tmp}/mlflow.db"
     argv = [
         "--lakehouse",
         str(lakehouse),
@@ -25,7 +26,10 @@ def tracked_run(spark, tmp_path, shared_data, monkeypatch):
         "--input",
         str(shared_data / "web/cc/dolma-crawl-sample-0000.warc.gz"),
     ]
-    assert main(argv) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("SECRET_TEST_TOKEN", "sk-should-never-appear")
+        assert main(argv) == 0
     return lakehouse, uri
 
 
@@ -56,8 +60,9 @@ def test_stage_run_is_tracked_and_linked_to_delta(spark, tracked_run):
     assert run_ids == {parent[0].info.run_id}
 
 
-def test_sql_over_tables_and_time_travel(spark, tracked_run, shared_data, capsys):
-    lakehouse, _ = tracked_run
+def test_sql_over_tables_and_time_travel(spark, tracked_run, shared_data, capsys, tmp_path):
+    lakehouse = tmp_path / "lh"
+    shutil.copytree(tracked_run[0], lakehouse)  # the shared run stays as it was
     cfg = load_config(lakehouse=str(lakehouse))
     ref = tables.table_ref(cfg, "documents")
     first = tables.read(spark, ref).count()

@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,14 @@ def parquet_files(path: str) -> int:
     )
 
 
-@pytest.fixture()
-def fragmented(spark, make_cfg):
-    """A `rejects` table written in 12 small appends: 12+ small files."""
+@pytest.fixture(scope="module")
+def fragmented_template(spark, tmp_path_factory):
+    """A `rejects` table written in 12 small appends: 12+ small files (built once, copied)."""
     from pyspark.sql import functions as F
 
-    cfg = make_cfg()
+    from webscale_rl.config import load_config
+
+    cfg = load_config(lakehouse=str(tmp_path_factory.mktemp("fragmented") / "lh"))
     ref = tables.table_ref(cfg, "rejects")
     for i in range(12):
         df = spark.range(i * 5, i * 5 + 5).select(
@@ -39,7 +42,16 @@ def fragmented(spark, make_cfg):
             F.current_timestamp().alias("rejected_at"),
         )
         tables.conform(df, REJECTS).coalesce(1).write.format("delta").mode("append").save(ref)
-    return cfg, ref
+    return Path(cfg.lakehouse)
+
+
+@pytest.fixture()
+def fragmented(make_cfg, fragmented_template):
+    """A fresh copy of the fragmented table for a test that compacts or vacuums it (Delta's log
+    names files relative to the table folder, so a copied folder is the same table)."""
+    cfg = make_cfg()
+    shutil.copytree(fragmented_template, cfg.lakehouse)
+    return cfg, tables.table_ref(cfg, "rejects")
 
 
 def test_optimize_compacts_and_forced_vacuum_deletes(spark, fragmented):
