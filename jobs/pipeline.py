@@ -108,6 +108,19 @@ def check_inputs(spark, cfg: Config, names: list[str]) -> None:
         )
 
 
+def preflight(spark, cfg: Config, names: list[str]) -> None:
+    """Before any work, the checks of every stage from the first one run to the end of the
+    pipeline (a module's `preflight(spark, cfg) -> notes`, e.g. decontaminate's benchmark
+    files): a deployment that runs one stage per task stops at its first task, not after the
+    GPU stages. Stages skipped with --allow-skip are not checked."""
+    first = list(STAGES).index(names[0]) if names else len(STAGES)
+    for name in list(STAGES)[first:]:
+        check = getattr(load_stage(name), "preflight", None)
+        if check is not None and name not in cfg.allow_skip:
+            for note in check(spark, cfg):
+                print(f"[{name}] {note}", flush=True)
+
+
 def run(spark, cfg: Config, stages: list[str] | None = None) -> list[StageResult]:
     """Run the given stages (default: all not skipped) in pipeline order inside the caller's
     MLflow run."""
@@ -115,6 +128,7 @@ def run(spark, cfg: Config, stages: list[str] | None = None) -> list[StageResult
 
     names = plan(cfg, stages)
     check_inputs(spark, cfg, names)
+    preflight(spark, cfg, names)
     skipped = sorted({s for n in names for s in resolve_input(cfg, n)[1]}, key=list(STAGES).index)
     if skipped:
         tracking.set_tags(cfg, {"webscale_rl.skipped_stages": ",".join(skipped)})

@@ -191,3 +191,53 @@ def test_missing_benchmarks_error_or_skip(tmp_path):
     keep, skipped = available_benchmarks(DecontamParams(benchmarks=specs), str(tmp_path))
     assert len(keep) == 2 and skipped == []  # `error`: the index build names the missing file
     assert resolve_data_root(str(tmp_path)) == str(tmp_path)
+
+
+# ---------------------------------------------------------------- checked before the first stage
+
+
+def test_preflight_names_every_missing_benchmark_file(make_cfg, tmp_path):
+    from webscale_rl.errors import ConfigError
+
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    cfg = make_cfg(f"decontam.data_root={tmp_path}")
+    with pytest.raises(ConfigError) as err:
+        decontaminate.preflight(None, cfg)
+    message = str(err.value)
+    for spec in cfg.decontam.benchmarks:
+        assert (f"benchmark {spec.name!r}" in message) == (spec.name != "gsm8k"), spec.name
+    assert str(tmp_path / "bbh" / "*.json") in message and "fetch_benchmarks.py" in message
+    skip = make_cfg(f"decontam.data_root={tmp_path}", "decontam.on_missing=skip")
+    (note,) = decontaminate.preflight(None, skip)
+    assert "math500" in note and "gsm8k" not in note
+
+
+def test_run_stops_before_its_first_stage_when_a_benchmark_file_is_missing(spark, tmp_path, capsys):
+    from webscale_rl.cli import main
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        json.dumps({"id": "1", "url": "https://a.example/", "text": "x " * 50}) + "\n"
+    )
+    lakehouse = tmp_path / "lh"
+    args = ["--lakehouse", str(lakehouse), "--set", "mlflow.enabled=false"]
+    args += ["--set", f"decontam.data_root={tmp_path / 'nowhere'}"]
+    # One stage per task, as the Databricks bundle and EMR steps run: ingest checks what
+    # decontaminate will need.
+    assert main([*args, "stage", "ingest", "--input", str(corpus)]) == 1
+    assert "benchmark 'gsm8k': no file at" in capsys.readouterr().err
+    assert not (lakehouse / "documents").exists()
+
+
+def test_preflight_covers_the_rest_of_the_pipeline_but_not_skipped_stages(make_cfg, tmp_path):
+    from webscale_rl.errors import ConfigError
+    from webscale_rl.jobs import pipeline
+
+    cfg = make_cfg(f"decontam.data_root={tmp_path}")
+    for names in (["ingest"], ["qa_dedup", "decontaminate"], ["decontaminate"]):
+        with pytest.raises(ConfigError, match="benchmark files missing"):
+            pipeline.preflight(None, cfg, names)
+    pipeline.preflight(None, cfg, ["publish"])  # nothing after it reads benchmarks
+    skipped = make_cfg(f"decontam.data_root={tmp_path}", "allow_skip=[decontaminate]")
+    pipeline.preflight(None, skipped, ["ingest"])
