@@ -86,8 +86,14 @@ def cli_args(lakehouse: Path, *sets: str) -> list[str]:
         "spark.shuffle_partitions=2",
         "mlflow.enabled=true",
         f"mlflow.tracking_uri=sqlite:///{lakehouse.parent}/mlflow.db",
-        "llm_stages.tasks=2",
+        "llm_stages.tasks=1",  # one engine, as many requests in flight as the server has slots
         "llm_stages.commit_chunks=1",
+        # Small work for a 2-core CI box: one persona per page, pages cut to 700 characters,
+        # no few-shot demos, and no filter/dedup stages (the sample pages are clean).
+        "tasks.max_personas=1",
+        "tasks.max_doc_chars=700",
+        "tasks.n_fewshot=0",
+        "allow_skip=[filter,dedup,qa_dedup,decontaminate]",
         *sets,
     ]
     return ["--lakehouse", str(lakehouse)] + [a for s in settings for a in ("--set", s)]
@@ -109,9 +115,9 @@ def read(spark, lakehouse: Path, logical: str):
 
 def test_real_model_annotates_generates_and_verifies(spark, server, tmp_path):
     lake = tmp_path / "a" / "lakehouse"
-    base = cli_args(lake, "tasks.max_personas=2", "tasks.n_fewshot=1")
-    doc_lines = [3, 10, 13, 21]
-    assert main([*base, "run", "--input", corpus(tmp_path, doc_lines), "--stages", "ingest,filter,dedup"]) == 0  # fmt: skip
+    base = cli_args(lake)
+    doc_lines = [3, 13, 21]
+    assert main([*base, "run", "--input", corpus(tmp_path, doc_lines), "--stages", "ingest"]) == 0
     # A copy of the lakehouse before any LLM work, for the rerun from the journal below.
     shutil.copytree(lake, tmp_path / "b" / "lakehouse")
     journal = tmp_path / "journal"
@@ -162,7 +168,7 @@ def test_real_model_annotates_generates_and_verifies(spark, server, tmp_path):
     # The same work in a second lakehouse with the same journal: not one request reaches the
     # server, and the outcome is the same row for row.
     lake_b = tmp_path / "b" / "lakehouse"
-    base_b = cli_args(lake_b, "tasks.max_personas=2", "tasks.n_fewshot=1")
+    base_b = cli_args(lake_b)
     before = server_counters(server)
     assert main([*base_b, *llm, "run", "--stages", ",".join(LLM_STAGES)]) == 0
     after = server_counters(server)
@@ -187,9 +193,9 @@ def test_real_model_annotates_generates_and_verifies(spark, server, tmp_path):
 
 def test_real_model_checks_rule_generated_pairs_and_they_are_published(spark, server, tmp_path):
     lake = tmp_path / "lakehouse"
-    base = cli_args(lake, "tasks.max_personas=2", "decontam.on_missing=skip")
+    base = cli_args(lake)
     llm = model_sets(server, "verify")
-    stages = "ingest,filter,dedup,annotate,generate,verify,qa_dedup,decontaminate,publish"
+    stages = "ingest,annotate,generate,verify,publish"
     assert main([*base, *llm, "run", "--input", corpus(tmp_path, [6, 15, 18]), "--stages", stages]) == 0  # fmt: skip
 
     cfg = load_config(overrides=base[3::2], lakehouse=str(lake))
@@ -206,13 +212,12 @@ def test_real_model_checks_rule_generated_pairs_and_they_are_published(spark, se
     verified = read(spark, lake, "qa_verified")
     texts = read(spark, lake, "annotations").set_index("doc_id")["text"]
     published = read(spark, lake, "qa")
-    removed_later = set(rejects.loc[rejects["stage"].isin(["qa_dedup", "decontaminate"]), "row_id"])
     for row in verified.itertuples():
         # the rule engine wrote the pair, the real model checked it
         assert row.model == "rules-v1" and row.verify_model == server.settings.model_name
         assert row.verify_prompt_version == prompt_version("verify")
         assert qa_checks.answer_in_document(row.answer, texts[row.doc_id], qa_checks.QACheckParams())  # fmt: skip
-    assert set(published["qa_id"]) == set(verified["qa_id"]) - removed_later
+    assert set(published["qa_id"]) == set(verified["qa_id"])  # qa_dedup, decontaminate skipped
 
 
 def test_a_timed_out_request_is_cancelled_on_the_server_not_run_twice(server):
