@@ -121,18 +121,22 @@ def _warc_reader(params):
                                 }
                             )
                 except OSError as err:  # unreadable file: one reject row, the job goes on
-                    rows.append(
-                        {
-                            "row_id": f"{path}#file",
-                            "source": path,
-                            "source_format": fmt,
-                            "reject_reason": "unreadable_file",
-                            "reject_detail": str(err)[:500],
-                        }
-                    )
+                    rows.append(_file_reject(path, fmt, "unreadable_file", str(err)[:500]))
+                if not rows:  # an empty file is accounted for, not silently nothing
+                    rows.append(_file_reject(path, fmt, "empty_file", "no WARC/WET records"))
                 yield rows_frame(rows, RAW_DDL_COLUMNS)
 
     return parse
+
+
+def _file_reject(path: str, fmt: str, reason: str, detail: str) -> dict:
+    return {
+        "row_id": f"{path}#file",
+        "source": path,
+        "source_format": fmt,
+        "reject_reason": reason,
+        "reject_detail": detail,
+    }
 
 
 def _jsonl_parser(cfg: Config):

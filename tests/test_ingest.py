@@ -148,17 +148,26 @@ def test_missing_path_is_a_clear_error(spark, make_cfg, tmp_path):
 
 
 def test_not_a_warc_is_a_clear_error(spark, make_cfg, tmp_path):
-    bad = tmp_path / "notes.warc.gz"
+    bad = tmp_path / "notes.bin"  # the name does not tell: the head is read before any work
     bad.write_bytes(gzip.compress(b"\x00\x01 this is not a web archive \xff" * 100))
     with pytest.raises(WebscaleError, match="not a supported input"):
         run_ingest(spark, make_cfg(), [bad])
 
 
 def test_empty_file_is_a_clear_error(spark, make_cfg, tmp_path):
-    empty = tmp_path / "empty.warc.gz"
+    empty = tmp_path / "empty.bin"
     empty.write_bytes(b"")
     with pytest.raises(WebscaleError, match="empty"):
         run_ingest(spark, make_cfg(), [empty])
+
+
+def test_broken_or_empty_file_named_warc_is_rejected_not_lost(spark, make_cfg, tmp_path):
+    """The name says WARC, so nothing is read on the driver: the task accounts for each file."""
+    (tmp_path / "notes.warc.gz").write_bytes(gzip.compress(b"\x00\x01 not an archive" * 100))
+    (tmp_path / "empty.warc.gz").write_bytes(b"")
+    cfg = make_cfg()
+    result = run_ingest(spark, cfg, [tmp_path / "notes.warc.gz", tmp_path / "empty.warc.gz"])
+    assert result.rows_out == 0 and result.rejects == {"corrupt_record": 1, "empty_file": 1}
 
 
 def test_declared_format_mismatch_is_a_clear_error(spark, make_cfg, shared_data):
