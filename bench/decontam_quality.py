@@ -193,17 +193,34 @@ def planted(items, seed: int) -> list[dict]:
 
 
 def clean_sets(max_per_doc: int = 8) -> dict[str, list[dict]]:
-    import py3langid
+    return {
+        "xquad (human)": xquad_questions(),
+        "generated from text + web": generated_questions(max_per_doc),
+        "generic phrasing": generic_questions(),
+    }
 
-    from webscale_rl.udfs.engine_rules import RuleEngineParams, qa_candidates
 
+def xquad_questions() -> list[dict]:
     squad = json.loads((SHARED / "qa_gold" / "xquad_en_half.json").read_text())
-    xquad = [
+    return [
         {"question": qa["question"], "answer": qa["answers"][0]["text"]}
         for art in squad["data"]
         for para in art["paragraphs"]
         for qa in para["qas"]
     ]
+
+
+def generic_questions() -> list[dict]:
+    with (HERE / "data" / "decontam_generic_clean.jsonl").open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def generated_questions(max_per_doc: int = 8) -> list[dict]:
+    """What the LLM-free generator asks about the English documents of ../shared/data."""
+    import py3langid
+
+    from webscale_rl.udfs.engine_rules import RuleEngineParams, qa_candidates
+
     docs = []
     for name in (
         "cc_en_head-0091.jsonl.gz",
@@ -218,17 +235,11 @@ def clean_sets(max_per_doc: int = 8) -> dict[str, list[dict]]:
             docs.append(_strip_wiki(body))
     docs += [p for p in _web_pages() if py3langid.classify(p)[0] == "en"]
     params = RuleEngineParams()
-    generated = [
+    return [
         {"question": c["question"], "answer": c["answer"]}
         for doc in docs
         for c in qa_candidates(doc, params)[:max_per_doc]
     ]
-    generic = [json.loads(x) for x in (HERE / "data" / "decontam_generic_clean.jsonl").open()]
-    return {
-        "xquad (human)": xquad,
-        "generated from text + web": generated,
-        "generic phrasing": generic,
-    }
 
 
 def _strip_wiki(body: str) -> str:

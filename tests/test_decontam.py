@@ -343,3 +343,22 @@ def test_params_defaults_and_checks():
         DecontamParams(check_fields=[[]])
     with pytest.raises(ValidationError):
         DecontamParams(nope=1)
+
+
+def test_quality_floor_on_planted_and_clean_sets(full):
+    """A floor under bench/decontam_quality.py's figures (bench/README.md), on a small sample:
+    fails when a change to the checks loses planted items or removes clean questions."""
+    from conftest import load_bench
+
+    bench = load_bench("decontam_quality")
+    rows = bench.planted(bench.sample_items(12, seed=1), seed=1)
+
+    def removed(kind):
+        chosen = [r for r in rows if r["kind"] == kind]
+        return sum(full.find(r) is not None for r in chosen) / len(chosen)
+
+    # Measured on 1,030 items per kind: 100%, 99.8%, 96.8%.
+    assert removed("verbatim") == 1.0
+    assert removed("embedded") >= 0.97 and removed("edited") >= 0.92
+    clean = bench.xquad_questions() + bench.generic_questions()
+    assert sum(full.find(qa) is not None for qa in clean) <= 0.01 * len(clean)
