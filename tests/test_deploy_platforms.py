@@ -29,6 +29,7 @@ from deploy_files import (
     substitute,
 )
 
+from webscale_rl import files
 from webscale_rl.cli import build_parser
 from webscale_rl.config import Config
 from webscale_rl.jobs.base import config_from_args, load_stage
@@ -221,8 +222,12 @@ def test_every_pipeline_stage_is_deployed_in_order_and_nothing_else(platform):
 
 
 def cluster_path(value: str) -> bool:
-    """A path every node of a cluster resolves the same way: a URI or an absolute path."""
-    return "://" in value or value.startswith(("dbfs:/", "/"))
+    """A path every node of a cluster resolves the same way: a URI Hadoop's FileSystem opens
+    (s3://, abfss://, gs://, dbfs:/; not a node's own file:) or an absolute path (/Volumes, a
+    FUSE mount)."""
+    if files.URI.match(value):
+        return not files.is_local(value)
+    return value.startswith("/")
 
 
 def unset_paths(stage: str, cfg: Config) -> list[str]:
@@ -240,11 +245,12 @@ def unset_paths(stage: str, cfg: Config) -> list[str]:
         # Weights are read from a local or FUSE folder: nothing is downloaded at run time.
         bad.append(f"llm.model={cfg.llm.model}")
     if stage == "decontaminate":
-        # The driver opens the benchmark files with Python: they need a local (or FUSE) path.
+        # Benchmark files are read through webscale_rl/files.py (udfs/benchmark_files.py): a
+        # URI root (s3://, dbfs:/, abfss://) works as well as /Volumes or a FUSE folder.
         root = cfg.decontam.data_root
-        relative = [b.name for b in cfg.decontam.benchmarks if not b.path.startswith("/")]
-        if relative and not root.startswith("/"):
-            bad.append(f"decontam.data_root={root} (benchmarks {', '.join(relative)})")
+        elsewhere = [b.name for b in cfg.decontam.benchmarks if not cluster_path(b.path)]
+        if elsewhere and (root == Config().decontam.data_root or not cluster_path(root)):
+            bad.append(f"decontam.data_root={root} (benchmarks {', '.join(elsewhere)})")
     if cfg.publish.exports_dir and not cluster_path(cfg.publish.exports_dir):
         bad.append(f"publish.exports_dir={cfg.publish.exports_dir}")
     return bad
@@ -266,7 +272,16 @@ def deployed_config(platform: str, stage: str) -> Config:
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_every_path_a_task_reads_is_set(platform, stage):
     bad = unset_paths(stage, deployed_config(platform, stage))
-    if bad and all(b.startswith("decontam.") for b in bad):
-        # The benchmark location is being added to the deploy files; once it is, this passes.
-        pytest.xfail(f"{stage}: benchmark location not set in the deploy files: {bad}")
     assert not bad, f"{stage}: paths not set for a cluster: {bad}"
+
+
+def test_cluster_paths_are_uris_or_absolute():
+    for ok in ("s3://b/benchmarks", "dbfs:/benchmarks", "abfss://c@a.dfs.core.windows.net/b"):
+        assert cluster_path(ok), ok
+    assert cluster_path("/Volumes/main/webscale_rl/benchmarks")
+    for bad in ("../shared/data/benchmarks", "benchmarks", "file:/tmp/x", "file:///tmp/x"):
+        assert not cluster_path(bad), bad
+    cfg = Config().model_copy(update={"lakehouse": "s3://b/lh"})
+    assert any(b.startswith("decontam.data_root=") for b in unset_paths("decontaminate", cfg))
+    cfg.decontam.data_root = "s3://b/benchmarks"
+    assert unset_paths("decontaminate", cfg) == []
