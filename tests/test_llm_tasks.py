@@ -53,7 +53,7 @@ def parse(task, obj_or_text, row=ROW, params=None):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_prompt_version_is_task_plus_hash_of_the_template(task):
-    path = files("webscale_rl") / "resources" / "prompts" / f"{task}.v1.md"
+    path = files("webscale_rl") / "resources" / "prompts" / prompts.TEMPLATE_FILES[task]
     version = prompts.prompt_version(task)
     assert version.startswith(f"{task}-")
     if task != "generate":  # generate also hashes the demo library
@@ -208,7 +208,13 @@ GOOD = {
         "answer": "1932",
         "answer_type": "date",
     },
-    "verify": {"correct": True, "leaks_answer": False, "self_contained": True, "reason": "stated"},
+    "verify": {
+        "correct": True,
+        "leaks_answer": False,
+        "self_contained": True,
+        "has_context": True,
+        "reason": "stated",
+    },
 }
 
 
@@ -373,3 +379,35 @@ def test_default_domains_are_the_ten_of_the_paper():
     assert len(DEFAULT_DOMAINS) == 10 and DEFAULT_DOMAINS[-1] == "Other"
     for domain in DEFAULT_DOMAINS:
         assert len(prompts.load_demos(domain)) >= 3
+
+
+def test_checker_without_context_is_rejected_and_has_context_is_required():
+    no_context = GOOD["verify"] | {"has_context": False, "reason": "only the page knows"}
+    result = parse("verify", no_context)
+    assert (result.reject_reason, result.reject_detail) == (
+        "checker_no_context",
+        "only the page knows",
+    )
+    missing = {k: v for k, v in GOOD["verify"].items() if k != "has_context"}
+    assert parse("verify", missing).reject_reason == "missing_field:has_context"
+    assert task_schema("verify")["required"] == [
+        "correct",
+        "leaks_answer",
+        "self_contained",
+        "has_context",
+        "reason",
+    ]
+
+
+def test_every_string_and_array_in_the_schemas_is_bounded():
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "enum" not in node:
+                assert "maxLength" in node, node
+            if node.get("type") == "array":
+                assert "maxItems" in node, node
+            for value in node.values():
+                walk(value)
+
+    for task in TASKS:
+        walk(task_schema(task))

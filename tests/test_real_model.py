@@ -39,6 +39,8 @@ KNOWN_REASONS = {
     "checker_leak",
     "checker_not_self_contained",
     "checker_no_context",
+    "copied_example",
+    "weak_support",
     qa_checks.ANSWER_TOO_LONG,
     qa_checks.ANSWER_LEAKED,
     qa_checks.ANSWER_NOT_IN_DOCUMENT,

@@ -182,7 +182,15 @@ def verify_qa(payload: dict, params: RuleEngineParams) -> dict:
     ok, reason, detail = qa_checks.run_checks(
         question, answer, payload.get("answer_type") or "phrase", document, checks
     )
-    verdict = {"correct": True, "leaks_answer": False, "self_contained": True, "reason": "ok"}
+    # has_context: the rule engine's questions are its page's own sentence with the answer taken
+    # out, so they carry the sentence's background; judging more needs a model.
+    verdict = {
+        "correct": True,
+        "leaks_answer": False,
+        "self_contained": True,
+        "has_context": True,
+        "reason": "ok",
+    }
     if not ok:
         key = {"answer_leaked": "leaks_answer", "refers_to_document": "self_contained"}.get(
             reason, "correct"

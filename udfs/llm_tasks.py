@@ -17,7 +17,8 @@ Fields returned on success:
 - llm_filter: informative, self_contained, filter_reason
 - identify: domain (canonical spelling from the list), personas (1..max_personas strings)
 - generate: question, answer, answer_type (already passed `qa_checks.run_checks`)
-- verify: verify_correct, verify_leaks_answer, verify_self_contained, verify_reason
+- verify: verify_correct, verify_leaks_answer, verify_self_contained, verify_reason (a reply
+  with has_context=false, a question whose answer only the page holds, is `checker_no_context`)
 
 Too many personas: a reply with more than `max_personas` is rejected (`too_many_personas`),
 not cut. The schema sent to the engine caps the list, so a longer one means the model ignored
@@ -37,8 +38,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webscale_rl.udfs import prompts
+from webscale_rl.udfs.answer_choices import answer_choices, choice_type
+from webscale_rl.udfs.engine_rules import lexical_support
+from webscale_rl.udfs.llm_json import extract_json  # noqa: F401 - part of this module's API
+from webscale_rl.udfs.llm_schemas import task_schema
 from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
 from webscale_rl.udfs.qa_checks import ANSWER_TYPES, QACheckParams, run_checks
+from webscale_rl.udfs.rule_text import content_words
 
 DEFAULT_DOMAINS = [
     "Math",
@@ -73,6 +79,14 @@ class TaskParams(BaseModel):
     checks: QACheckParams = Field(
         default_factory=QACheckParams, description="Answer length bounds and matching tolerances."
     )
+    answer_choices: int = Field(
+        0,
+        ge=0,
+        le=40,
+        description="For a small generator: > 0 lists up to this many spans of the page "
+        "(numbers, dates, names) in the generate prompt and makes the answer one of them "
+        "(udfs/answer_choices.py). 0 = the model finds its own answer (a strong model).",
+    )
 
     @field_validator("domains")
     @classmethod
@@ -94,63 +108,6 @@ class TaskResult:
 
 def _reject(reason: str, detail: str = "") -> TaskResult:
     return TaskResult(ok=False, reject_reason=reason, reject_detail=detail[:500])
-
-
-# --- schemas -------------------------------------------------------------------------------
-
-
-def _object(properties: dict, required: list[str] | None = None) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required or list(properties),
-        "additionalProperties": False,
-    }
-
-
-# Longest strings the schemas allow, in characters. Every string and array is bounded: a
-# small model constrained by an unbounded schema can loop inside one string until max_tokens
-# and come back truncated (measured in bench/README.md, "Bounded schemas").
-REASON_MAX_CHARS = 160
-PERSONA_MAX_CHARS = 100
-QUESTION_MAX_CHARS = 400
-
-
-def _text(max_chars: int, min_chars: int = 1) -> dict:
-    return {"type": "string", "minLength": min_chars, "maxLength": max_chars}
-
-
-def task_schema(task: str, params: TaskParams | None = None) -> dict:
-    """JSON schema of the task's reply (for structured output)."""
-    params = params or TaskParams()
-    boolean = {"type": "boolean"}
-    reason = _text(REASON_MAX_CHARS)
-    if task == "llm_filter":
-        return _object({"informative": boolean, "self_contained": boolean, "reason": reason})
-    if task == "identify":
-        personas = {
-            "type": "array",
-            "items": _text(PERSONA_MAX_CHARS),
-            "minItems": 1,
-            "maxItems": params.max_personas,
-        }
-        return _object({"domain": {"type": "string", "enum": params.domains}, "personas": personas})
-    if task == "generate":
-        checks = params.checks
-        question = _text(QUESTION_MAX_CHARS, checks.question_min_chars)
-        answer = _text(checks.answer_max_chars)
-        answer_type = {"type": "string", "enum": list(ANSWER_TYPES)}
-        return _object({"question": question, "answer": answer, "answer_type": answer_type})
-    if task == "verify":
-        return _object(
-            {
-                "correct": boolean,
-                "leaks_answer": boolean,
-                "self_contained": boolean,
-                "reason": reason,
-            }
-        )
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
 # --- building requests ---------------------------------------------------------------------
@@ -232,6 +189,10 @@ def _task_inputs(task: str, row: Mapping, params: TaskParams) -> tuple[dict, dic
             "persona_idx": int(row.get("persona_idx") or 0),
             "checks": params.checks.model_dump(),
         }
+        choices = answer_choices(document, params.answer_choices) if params.answer_choices else []
+        values["choices"] = _choices_line([text for text, _ in choices])
+        if choices:
+            payload["answer_choices"] = [text for text, _ in choices]
     elif task == "verify":
         question = _required_str(row, "question", task)
         answer = _required_str(row, "answer", task)
@@ -243,6 +204,13 @@ def _task_inputs(task: str, row: Mapping, params: TaskParams) -> tuple[dict, dic
             "checks": params.checks.model_dump(),
         }
     return values, payload
+
+
+def _choices_line(choices: list[str]) -> str:
+    if not choices:
+        return ""
+    listed = json.dumps([prompts.neutralize(c) for c in choices], ensure_ascii=False)
+    return f"- The answer must be exactly one of these phrases of the document: {listed}"
 
 
 def build_request(
@@ -262,7 +230,7 @@ def build_request(
         raise TypeError(f"{task}: row must be a mapping, got {type(row).__name__}")
     params = params or TaskParams()
     values, payload = _task_inputs(task, row, params)
-    schema = task_schema(task, params)
+    schema = task_schema(task, params, payload.get("answer_choices"))
     sampling = {
         "max_tokens": int(_sampling_value(llm_sampling, "max_tokens", DEFAULT_MAX_TOKENS[task])),
         "temperature": float(_sampling_value(llm_sampling, "temperature", 0.0)),
@@ -294,35 +262,6 @@ def build_request(
 
 
 # --- parsing responses ---------------------------------------------------------------------
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_MAX_JSON_STARTS = 50  # how many '{' we try before calling a reply malformed
-
-
-def extract_json(text: str) -> dict | None:
-    """The first JSON object in `text`: bare, inside ``` fences, or after leading prose."""
-    text = text.strip()
-    candidates = [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    for _ in range(_MAX_JSON_STARTS):
-        if start < 0:
-            break
-        try:
-            value, _end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-        start = text.find("{", start + 1)
-    return None
 
 
 class _FieldError(Exception):
@@ -389,11 +328,40 @@ def _parse_identify(obj: dict, row: Mapping, params: TaskParams) -> TaskResult:
     return TaskResult(ok=True, fields={"domain": domain, "personas": personas})
 
 
+MIN_CHOICE_SUPPORT = 0.34  # as the rule engine's checker (RuleEngineParams.verify_min_support)
+
+
+def _copied_example(question: str, row: Mapping, params: TaskParams) -> str | None:
+    """The few-shot example question this one copies (most of its words), if any. Small models
+    copy examples; a copy is about the example's page, not this one."""
+    words = set(content_words(question))
+    if len(words) < 3 or not row.get("domain"):
+        return None
+    for demo in sample_fewshot(str(row["domain"]), _doc_id(row, "generate"), params):
+        shared = words & set(content_words(demo["question"]))
+        if len(shared) >= 0.7 * len(words):
+            return demo["question"][:200]
+    return None
+
+
 def _parse_generate(obj: dict, row: Mapping, params: TaskParams) -> TaskResult:
     question = _get_str(obj, "question")
     answer = _get_str(obj, "answer")
     answer_type = _get_str(obj, "answer_type").lower()
     document = prompts.truncate_document(row.get("text") or "", params.max_doc_chars)
+    copied = _copied_example(question, row, params)
+    if copied:
+        return _reject("copied_example", copied)
+    if params.answer_choices:
+        # Repair a near miss: a listed span has a known type, whatever type the model named.
+        answer_type = choice_type(answer, answer_choices(document, params.answer_choices)) or (
+            answer_type
+        )
+        # An answer picked from a list may have nothing to do with the question asked about it:
+        # the question's words must be found around the answer in the page.
+        support = lexical_support(question, answer, document)
+        if support < MIN_CHOICE_SUPPORT:
+            return _reject("weak_support", f"{support:.2f} of the question's words near the answer")
     ok, reason, detail = run_checks(question, answer, answer_type, document, params.checks)
     if not ok:
         return _reject(reason, detail)
@@ -412,6 +380,9 @@ def _parse_verify(obj: dict, row: Mapping, params: TaskParams) -> TaskResult:
         return _reject("checker_leak", reason)
     if not self_contained:
         return _reject("checker_not_self_contained", reason)
+    if not _get_bool(obj, "has_context"):
+        # The RL policy never sees the page: a fact only the page holds is trivia to memorise.
+        return _reject("checker_no_context", reason)
     fields = {
         "verify_correct": True,
         "verify_leaks_answer": False,

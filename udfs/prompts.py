@@ -1,6 +1,6 @@
 """Prompt templates and demonstrations: load, version, fill, and keep the document in its box.
 
-Templates live in `webscale_rl/resources/prompts/<task>.v1.md`, split into a system and a user
+Templates live in `webscale_rl/resources/prompts/<task>.v<N>.md`, split into a system and a user
 part by the lines `=== system ===` and `=== user ===`, with `{{name}}` placeholders. Filling is a
 single regex pass, so a document that contains `{{persona}}` is never expanded a second time.
 
@@ -19,7 +19,14 @@ from importlib.resources import files
 
 from webscale_rl.udfs.llm_types import TASKS
 
-TEMPLATE_FILES = {task: f"{task}.v1.md" for task in TASKS}
+# The template each task uses now; earlier versions stay beside it, and every row records the
+# hash of the one it was made with (`prompt_version`).
+TEMPLATE_FILES = {
+    "llm_filter": "llm_filter.v1.md",
+    "identify": "identify.v1.md",
+    "generate": "generate.v2.md",
+    "verify": "verify.v2.md",
+}
 # Tags the templates use to box untrusted text; a document may not contain any of them.
 DELIMITER_TAGS = ("document", "persona", "question", "answer", "example", "excerpt")
 
