@@ -18,12 +18,11 @@ from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import ANNOTATIONS, DOCUMENTS
+from webscale_rl.stages import declared
 from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
-NAME = "annotate"
-INPUT = "deduped"
-OUTPUT = "annotations"
-KEY = "doc_id"
+DECL = declared("annotate")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 INPUT_COLUMNS = StructType(
     [f for f in DOCUMENTS.fields if f.name in (KEY, "url", "source", "text")]

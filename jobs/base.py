@@ -1,9 +1,11 @@
 """What every job shares: its command-line arguments, the session, tracking and the result.
 
-Each stage module defines `NAME`, `INPUT` and `OUTPUT` (logical table names; `INPUT` is None for
-ingest, which reads files), `KEY` (the id column of its input units and output rows; a stage whose
+Each stage is declared once in webscale_rl/stages.py (name, input and output tables, key, whether
+it runs an LLM, whether it can be skipped). Its module takes `NAME`, `INPUT` and `OUTPUT`
+(logical table names; `INPUT` is None for ingest, which reads files) and `KEY` (the id column of
+its input units and output rows) from that declaration (`DECL = declared(name)`); a stage whose
 input units are not rows of `INPUT`, such as generate's (document, persona) pairs, also defines
-`input_units(spark, cfg)`), and `run(spark, cfg) -> StageResult`, and ends with
+`input_units(spark, cfg)`. It defines `run(spark, cfg) -> StageResult`, and ends with
 
     if __name__ == "__main__":
         main()

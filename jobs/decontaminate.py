@@ -22,12 +22,11 @@ from webscale_rl.config import REPO_ROOT, Config
 from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
+from webscale_rl.stages import declared
 from webscale_rl.udfs.decontam import DecontamIndex, DecontamParams, missing_files
 
-NAME = "decontaminate"
-INPUT = "qa_deduped"
-OUTPUT = "qa_clean"
-KEY = "qa_id"
+DECL = declared("decontaminate")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 # Decontamination drops rows and changes no column: the clean table has the verified QA layout.
 SCHEMA = schemas.QA_CLEAN

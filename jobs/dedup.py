@@ -28,12 +28,11 @@ from webscale_rl import tables
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.stages import declared
 from webscale_rl.udfs.minhash import MinHashParams
 
-NAME = "dedup"
-INPUT = "filtered"
-OUTPUT = "deduped"
-KEY = "doc_id"
+DECL = declared("dedup")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 MAX_CC_ITERATIONS = 100
 
 
@@ -54,7 +53,8 @@ class DedupTarget:
 
 
 DOCUMENTS = DedupTarget(NAME, INPUT, OUTPUT, "doc_id", "text")
-QUESTIONS = DedupTarget("qa_dedup", "qa_verified", "qa_deduped", "qa_id", "question")
+_QA = declared("qa_dedup")
+QUESTIONS = DedupTarget(_QA.name, _QA.input, _QA.output, _QA.key, "question")
 CLUSTER_COLUMNS = ("cluster_id", "cluster_size")
 
 

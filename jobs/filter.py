@@ -11,12 +11,11 @@ from webscale_rl.config import Config, FilterSettings
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.row_stage import row_stage
 from webscale_rl.schemas.tables import DOCUMENTS, FILTERED
+from webscale_rl.stages import declared
 from webscale_rl.udfs.langid import LangIdParams
 
-NAME = "filter"
-INPUT = "documents"
-OUTPUT = "filtered"
-KEY = "doc_id"
+DECL = declared("filter")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 
 def language_verdict(lang: str | None, score: float | None, params: LangIdParams):

@@ -14,12 +14,11 @@ from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import ANNOTATIONS, QA_CANDIDATES
+from webscale_rl.stages import declared
 from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
-NAME = "generate"
-INPUT = "annotations"
-OUTPUT = "qa_candidates"
-KEY = "qa_id"
+DECL = declared("generate")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 SPEC = StageSpec(
     name=NAME,

@@ -15,11 +15,10 @@ from webscale_rl.errors import WebscaleError
 from webscale_rl.files import expand, format_from_name, has_delta_log, is_local, read_head
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import DOCUMENTS
+from webscale_rl.stages import declared
 
-NAME = "ingest"
-INPUT = None
-OUTPUT = "documents"
-KEY = "doc_id"
+DECL = declared("ingest")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 RAW_DDL = (
     "row_id string, source string, source_format string, source_id string, url string, "

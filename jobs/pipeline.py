@@ -1,6 +1,7 @@
 """The stages in the order the pipeline runs them, the runner, and explicit skipping.
 
-A stage is listed here only once it exists: the runner never fakes one and reports what it ran.
+The stages, their tables and which can be skipped come from their declarations
+(webscale_rl/stages.py): the runner never fakes a stage and reports what it ran.
 
 Skipping is explicit. Every stage reads its own input table (annotate reads
 `documents_deduped`, publish `qa_clean`); when that table does not exist the run stops before
@@ -17,27 +18,18 @@ from __future__ import annotations
 
 import sys
 
+from webscale_rl import stages as declarations
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, load_stage, run_stage
 
 NAME = "pipeline"
 
-# stage name -> module under webscale_rl.jobs
-STAGES: dict[str, str] = {
-    "ingest": "ingest",
-    "filter": "filter",
-    "dedup": "dedup",
-    "annotate": "annotate",
-    "generate": "generate",
-    "verify": "verify",
-    "qa_dedup": "qa_dedup",
-    "decontaminate": "decontaminate",
-    "publish": "publish",  # the last stage: the qa table, its exports and card
-}
+# stage name -> module under webscale_rl.jobs, in pipeline order, from the stage declarations
+STAGES: dict[str, str] = {decl.name: decl.module for decl in declarations.STAGES}
 # Stages whose output rows are a subset of their input rows, of the same kind: the stage after
 # one can read its input instead. (annotate, generate and verify add what the next one needs.)
-SKIPPABLE = ("filter", "dedup", "qa_dedup", "decontaminate")
+SKIPPABLE = declarations.SKIPPABLE
 
 
 def producer(logical: str) -> str | None:

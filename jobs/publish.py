@@ -24,6 +24,7 @@ from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
+from webscale_rl.stages import declared
 from webscale_rl.udfs.card_facts import FUNNEL, card_facts
 from webscale_rl.udfs.dataset_card import CardFacts, render_card
 from webscale_rl.udfs.domain_caps import domain_caps, mark_rows
@@ -31,10 +32,8 @@ from webscale_rl.udfs.export_formats import FORMATS
 from webscale_rl.udfs.export_writer import write_exports, write_text
 from webscale_rl.udfs.table_versions import recorded_skips
 
-NAME = "publish"
-INPUT = "qa_clean"
-OUTPUT = "qa"
-KEY = "qa_id"
+DECL = declared("publish")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 __all__ = ["domain_caps", "export_version", "run"]
 

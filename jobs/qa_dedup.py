@@ -9,11 +9,10 @@ from __future__ import annotations
 from webscale_rl.config import Config
 from webscale_rl.jobs import dedup
 from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.stages import declared
 
-NAME = "qa_dedup"
-INPUT = "qa_verified"
-OUTPUT = "qa_deduped"
-KEY = "qa_id"
+DECL = declared("qa_dedup")  # name, tables, key: webscale_rl/stages.py
+NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
 
 
 def run(spark, cfg: Config) -> StageResult:

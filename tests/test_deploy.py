@@ -20,12 +20,13 @@ from deploy_files import substitute as substitute_in
 
 from webscale_rl.cli import build_parser
 from webscale_rl.jobs.base import config_from_args, load_stage
-from webscale_rl.jobs.pipeline import STAGES
+from webscale_rl.stages import LLM_STAGES
+from webscale_rl.stages import NAMES as STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "deploy" / "databricks"
 EMR = REPO / "deploy" / "emr"
-GPU_STAGES = {"annotate", "generate", "verify"}
+GPU_STAGES = set(LLM_STAGES)  # declared `llm` (webscale_rl/stages.py): GPUs with vLLM
 
 
 BUNDLE_DATA = load_bundle()
@@ -119,7 +120,9 @@ def test_llm_stages_run_on_gpus_with_a_pinned_vllm():
             assert "spark.task.resource.gpu.amount" not in conf
     # The CPU clusters before and after the GPU stages are different clusters, so the first
     # one can stop while the GPUs work.
-    assert TASKS["dedup"]["job_cluster_key"] != TASKS["qa_dedup"]["job_cluster_key"]
+    gpu = [i for i, s in enumerate(STAGES) if s in GPU_STAGES]
+    before, after = STAGES[gpu[0] - 1], STAGES[gpu[-1] + 1]
+    assert TASKS[before]["job_cluster_key"] != TASKS[after]["job_cluster_key"]
 
 
 # ------------------------------------------------------------------------------------------ EMR

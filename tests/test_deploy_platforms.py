@@ -2,8 +2,9 @@
 
 Databricks: the merged bundle against the Databricks CLI's bundle JSON schema. EMR: the steps
 as the AWS CLI parses them and the cluster configuration against botocore's EMR model. The
-shell scripts through `bash -n` and shellcheck. Every stage of jobs/pipeline.py is deployed on
-both platforms, nothing else is, and every path a task reads is set to one a cluster can reach.
+shell scripts through `bash -n` and shellcheck. Every stage declared in webscale_rl/stages.py is
+deployed on both platforms, nothing else is, and every path a task reads is set to one a cluster
+can reach.
 No Spark, no network: a few seconds.
 """
 
@@ -33,11 +34,11 @@ from webscale_rl import files
 from webscale_rl.cli import build_parser
 from webscale_rl.config import Config
 from webscale_rl.jobs.base import config_from_args, load_stage
-from webscale_rl.jobs.pipeline import STAGES
+from webscale_rl.stages import LLM_STAGES
+from webscale_rl.stages import NAMES as STAGES
 
 BUNDLE = load_bundle()
 JOB = BUNDLE["resources"]["jobs"]["webscale_rl_pipeline"]
-LLM_STAGES = {"annotate", "generate", "verify"}
 SCRIPTS = [REPO / "deploy" / "emr" / "bootstrap.sh", REPO / "deploy" / "submit.sh"]
 
 

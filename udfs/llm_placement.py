@@ -15,12 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from webscale_rl import stages
 from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.llm_engine import LLMParams
 
 log = logging.getLogger(__name__)
 
-LLM_STAGES = ("annotate", "generate", "verify")
+LLM_STAGES = stages.LLM_STAGES  # the stages declared `llm` (webscale_rl/stages.py)
 
 
 class StageEngine(BaseModel):

@@ -24,7 +24,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from webscale_rl.jobs.base import add_global_options, add_stage_io_options
-    from webscale_rl.jobs.pipeline import STAGES
+    from webscale_rl.stages import NAMES as STAGES
 
     p = argparse.ArgumentParser(
         prog="webscale-rl",

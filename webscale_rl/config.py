@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from webscale_rl import stages
 from webscale_rl.errors import ConfigError
 from webscale_rl.udfs.dataset_card import ExportSettings, PublishParams
 from webscale_rl.udfs.decontam import DecontamParams
@@ -62,33 +71,7 @@ class MLflowSettings(Section):
     experiment: str = Field("webscale-rl", description="MLflow experiment name.")
 
 
-class TableNames(Section):
-    """Logical table names. Locally each is a Delta path under the lakehouse; with `catalog` set,
-    a Unity Catalog table `catalog.schema.name`."""
-
-    documents: str = Field("documents", description="Ingested documents.")
-    rejects: str = Field(
-        "rejects", description="Every rejected row of every stage, with its reason."
-    )
-    filtered: str = Field(
-        "documents_filtered", description="Documents that passed quality and language filters."
-    )
-    deduped: str = Field(
-        "documents_deduped", description="Documents left after near-duplicate removal."
-    )
-    annotations: str = Field(
-        "annotations", description="LLM filter + domain and personas per document."
-    )
-    qa_candidates: str = Field(
-        "qa_candidates", description="Generated QA pairs, one per (document, persona)."
-    )
-    qa_verified: str = Field("qa_verified", description="QA pairs that passed the checks.")
-    qa_deduped: str = Field(
-        "qa_deduped", description="Verified QA pairs after question near-dedup."
-    )
-    qa_clean: str = Field("qa_clean", description="QA pairs after benchmark decontamination.")
-    qa: str = Field("qa", description="The published dataset.")
-
+class _TableNameRules(Section):
     @field_validator("*")
     @classmethod
     def _safe(cls, v: str) -> str:
@@ -97,6 +80,21 @@ class TableNames(Section):
                 f"table name {v!r} must match {TABLE_NAME.pattern} (letters, digits, _)"
             )
         return v
+
+
+# One field per logical table, from the stage declarations (webscale_rl/stages.py): a stage's
+# output table is declared once, with its default name and description.
+TableNames = create_model(
+    "TableNames",
+    __base__=_TableNameRules,
+    __module__=__name__,
+    __doc__="Logical table names. Locally each is a Delta path under the lakehouse; with "
+    "`catalog` set, a Unity Catalog table `catalog.schema.name`.",
+    **{
+        logical: (str, Field(default, description=description))
+        for logical, default, description in stages.tables()
+    },
+)
 
 
 class IngestSettings(Section):
