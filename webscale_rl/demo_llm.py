@@ -6,7 +6,8 @@ the server. Pairings (`--pairing`):
 
 - `checker` (default): the rule engine annotates and generates, the model checks every pair
   (`llm_stages.verify.llm.*`). A 135M model is a usable checker but a weak generator.
-- `all`: the model filters, labels, generates and checks.
+- `all`: the model filters, labels, generates and checks; its answers are pinned to spans of
+  the page (`tasks.answer_choices`), without which a 135M model mostly invents them.
 
 Pages are cut to `--doc-chars` characters in prompts (and in the checks, which see the same
 text): a small CPU server reads ~100-200 prompt tokens a second.
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tasks.max_doc_chars={args.doc_chars}",
         "llm_stages.tasks=2",
         *([] if benchmarks.exists() else ["decontam.on_missing=skip"]),
+        *(["tasks.answer_choices=10"] if args.pairing == "all" else []),
         *args.set,
     ]
     with LocalModelServer(ServerSettings(port=0)) as server:
