@@ -279,3 +279,14 @@ def test_server_root():
     assert server_root("https://api.example.com/serving-endpoints") == (
         "https://api.example.com/serving-endpoints"
     )
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_non_ascii_replies_arrive_intact(stream):
+    text = '{"answer": "Émile Nouguier, 1 280 m², π ≈ 3.14"}'
+    with FakeOpenAIServer(responder=lambda body: text) as server:
+        params = LLMParams(engine="openai", model="m", base_url=server.base_url, stream=stream)
+        eng = OpenAIEngine(params)
+        [r] = eng.generate([req("any")])
+        eng.close()
+    assert r.text == text

@@ -153,12 +153,15 @@ class OpenAIEngine:
             if "text/event-stream" in resp.headers.get("Content-Type", ""):
                 return self._read_stream(request_id, resp, deadline)
             try:
-                return parse_completion(request_id, resp.text)
+                return parse_completion(request_id, resp.content.decode("utf-8", "replace"))
             except _RETRY_EXCEPTIONS as e:
                 return _Retry(_read_failure(e))
 
     def _read_stream(self, request_id: str, resp, deadline: float) -> LLMResponse | _Retry:
         events = []
+        # Server-sent events are UTF-8 (the spec says so); without a charset in the header
+        # requests would read them as Latin-1 and garble every non-ASCII character.
+        resp.encoding = "utf-8"
         try:
             for line in resp.iter_lines(decode_unicode=True):
                 if time.monotonic() > deadline:

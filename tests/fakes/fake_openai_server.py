@@ -96,6 +96,7 @@ class FakeOpenAIServer:
         try:
             if outage:
                 return 503, {}, b'{"error": "service unavailable"}'
+
             if self.responder is not None:
                 return 200, {}, json.dumps(_answer(self.responder, body)).encode()
             return self._reply(key.split(":")[0], n, auth, now)
@@ -168,7 +169,8 @@ def _as_events(payload: bytes) -> bytes | None:
         end = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}
         events.append(base | {"choices": [end]})
     events.append(base | {"choices": [], "usage": data.get("usage")})
-    lines = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
+    # Raw UTF-8 and no charset in the header, as llama.cpp sends them.
+    lines = [b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events]
     return b"".join(lines) + b"data: [DONE]\n\n"
 
 
