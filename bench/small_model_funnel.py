@@ -85,6 +85,7 @@ def main() -> None:
     p.add_argument("--personas", type=int, default=3)
     p.add_argument("--fewshot", type=int, default=2)
     p.add_argument("--choices", type=int, default=0, help="tasks.answer_choices")
+    p.add_argument("--repeat-penalty", type=float, help="llama.cpp repeat_penalty (extra_body)")
     p.add_argument("--show", type=int, default=0, help="reject details shown per reason")
     args = p.parse_args()
     global SHOW
@@ -106,7 +107,8 @@ def main() -> None:
     )
     print(f"pairing: annotate={args.annotate} generate={args.generate} verify={args.verify}; "
           f"{len(docs)} pages, {args.doc_chars} chars, {args.personas} personas, "
-          f"{args.fewshot} demos, {args.choices} answer choices")  # fmt: skip
+          f"{args.fewshot} demos, {args.choices} answer choices, "
+          f"repeat_penalty {args.repeat_penalty}")  # fmt: skip
     with LocalModelServer(ServerSettings(port=0)) as server:
         model = LLMParams(
             engine="openai",
@@ -114,6 +116,7 @@ def main() -> None:
             base_url=server.base_url,
             api_key_env="",
             max_concurrency=server.settings.slots,
+            extra_body={"repeat_penalty": args.repeat_penalty} if args.repeat_penalty else {},
         )
         engines = {s: model if getattr(args, s) == "model" else LLMParams() for s in
                    ("annotate", "generate", "verify")}  # fmt: skip

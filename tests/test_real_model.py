@@ -40,6 +40,7 @@ KNOWN_REASONS = {
     "checker_not_self_contained",
     "checker_no_context",
     "copied_example",
+    "not_a_question",
     "weak_support",
     qa_checks.ANSWER_TOO_LONG,
     qa_checks.ANSWER_LEAKED,

@@ -110,3 +110,9 @@ def test_a_chosen_answer_needs_the_question_s_words_around_it():
     }
     result = parse_response("generate", LLMResponse("r", json.dumps(off_topic)), UNIT, params)
     assert result.reject_reason == "weak_support"
+
+
+def test_a_statement_is_not_a_question():
+    reply = {"question": "The Kelso Bay bridge opened to traffic after four years.", "answer": "1932", "answer_type": "date"}  # fmt: skip
+    result = parse_response("generate", LLMResponse("r", json.dumps(reply)), UNIT, TaskParams())
+    assert result.reject_reason == "not_a_question"

@@ -24,7 +24,7 @@ def _object(properties: dict, required: list[str] | None = None) -> dict:
 # Longest strings the schemas allow, in characters.
 REASON_MAX_CHARS = 160
 PERSONA_MAX_CHARS = 100
-QUESTION_MAX_CHARS = 400
+QUESTION_MAX_CHARS = 300
 # Shortest question a model may write: one that carries its background is a sentence, and the
 # floor keeps a small model from placeholders such as "[Question]".
 QUESTION_MIN_CHARS = 30
@@ -58,6 +58,10 @@ def task_schema(task: str, params=None, choices: list[str] | None = None) -> dic
         question = _text(QUESTION_MAX_CHARS, max(QUESTION_MIN_CHARS, checks.question_min_chars))
         answer = {"type": "string", "enum": choices} if choices else _text(checks.answer_max_chars)
         answer_type = {"type": "string", "enum": list(ANSWER_TYPES)}
+        if choices:
+            # Answer first: a small model picks a fact of the page, then asks about it (decoding
+            # follows the schema's property order).
+            return _object({"answer": answer, "answer_type": answer_type, "question": question})
         return _object({"question": question, "answer": answer, "answer_type": answer_type})
     if task == "verify":
         return _object(

@@ -349,6 +349,9 @@ def _parse_generate(obj: dict, row: Mapping, params: TaskParams) -> TaskResult:
     answer = _get_str(obj, "answer")
     answer_type = _get_str(obj, "answer_type").lower()
     document = prompts.truncate_document(row.get("text") or "", params.max_doc_chars)
+    if not question.rstrip().endswith("?"):
+        # A small model fills the field with a statement or a pasted paragraph.
+        return _reject("not_a_question", question[:200])
     copied = _copied_example(question, row, params)
     if copied:
         return _reject("copied_example", copied)
