@@ -42,7 +42,7 @@ STAGE_TABLES = {  # stage -> tables it writes (output and the shared rejects tab
     "filter": ["documents_filtered"],
     "dedup": ["documents_deduped"],
     "annotate": ["annotations"],
-    "generate": ["qa_raw"],
+    "generate": ["qa_candidates"],
     "verify": ["qa_verified"],
     "qa_dedup": ["qa_deduped"],
     "decontaminate": ["qa_clean"],
@@ -182,11 +182,14 @@ def write_jsonl(docs: list[dict], path: Path) -> None:
 
 
 def delta_files(lakehouse: Path) -> dict[str, int]:
-    """Table folder -> number of data files (parquet) it holds, all versions."""
+    """Table folder -> data files committed to it (Delta `add` actions over all versions)."""
     out = {}
     for log in Path(lakehouse).rglob("_delta_log"):
-        table = log.parent
-        out[str(table.relative_to(lakehouse))] = sum(1 for _ in table.rglob("*.parquet"))
+        n = 0
+        for commit in log.glob("*.json"):
+            with open(commit, encoding="utf-8") as fh:
+                n += sum(1 for line in fh if line.startswith('{"add"'))
+        out[str(log.parent.relative_to(lakehouse))] = n
     return out
 
 
@@ -216,7 +219,7 @@ def run_once(spark, cfg, label: str, lakehouse: Path) -> dict[str, dict]:
 
 def print_table(title: str, res: dict[str, dict]) -> None:
     print(f"\n### {title}")
-    print("| stage | wall s | rows in | rows/s | Delta files written |")
+    print("| stage | wall s | rows in | rows/s | Delta files committed |")
     print("|---|---:|---:|---:|---:|")
     for st, v in res.items():
         if st.startswith("_"):
