@@ -129,6 +129,7 @@ def test_audit_names_each_stage_that_lost_a_row(reference, spark, capsys):
 # ----------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow  # a second whole pipeline; `make test-slow` builds the reference anyway
 def test_same_tables_with_other_partitions_splits_and_batches(reference, spark, tmp_path):
     """5 shuffle partitions instead of 2, the input read in ~8 KB splits, engine batches of 3,
     and each LLM stage committed in 2 chunks instead of 1."""
