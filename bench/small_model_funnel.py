@@ -53,6 +53,9 @@ def units_of(annotated: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_stage(module, frame, llm, tasks, batch: int):
+    if frame.empty:
+        print(f"{module.NAME:<9} in=0")
+        return frame, Counter()
     meter = Meter()
     ctx = BatchContext(module.SPEC, llm, tasks, "bench", meter)
     began = time.perf_counter()
@@ -116,10 +119,12 @@ def main() -> None:
             base_url=server.base_url,
             api_key_env="",
             max_concurrency=server.settings.slots,
-            extra_body={"repeat_penalty": args.repeat_penalty} if args.repeat_penalty else {},
         )
         engines = {s: model if getattr(args, s) == "model" else LLMParams() for s in
                    ("annotate", "generate", "verify")}  # fmt: skip
+        if args.repeat_penalty and args.generate == "model":  # the generator only
+            penalty = {"repeat_penalty": args.repeat_penalty}
+            engines["generate"] = model.model_copy(update={"extra_body": penalty})
         batch = 2 * server.settings.slots
         totals = Counter()
         annotated, m = run_stage(annotate, docs, engines["annotate"], tasks, batch)
