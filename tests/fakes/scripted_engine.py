@@ -82,7 +82,8 @@ def _scripted(request: LLMRequest, scenario: str) -> str:
         )
     if scenario == "generate-leak":
         qa = json.loads(rules_text(request))
-        qa["question"] = f"{qa['question']} (hint: it is {qa['answer']})"
+        # the hint goes inside the question: a question must still end with "?"
+        qa["question"] = f"{qa['question'].rstrip().rstrip('?')} (hint: it is {qa['answer']})?"
         return json.dumps(qa)
     if scenario == "generate-absent":
         return json.dumps(
