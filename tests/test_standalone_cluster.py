@@ -114,6 +114,9 @@ def test_spark_submit_one_job_file_local_mode(wheel, tmp_path, shared_data, spar
             str(lakehouse),
             "--input",
             str(shared_data / SMALL_WARC),
+            # every run checks the benchmark files up front, as a cluster task would
+            "--set",
+            f"decontam.data_root={shared_data / 'benchmarks'}",
         ],
         wheel,
         work,
