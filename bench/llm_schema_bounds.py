@@ -25,7 +25,6 @@ from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.local_model import LocalModelServer, ServerSettings
 from webscale_rl.udfs.engine_openai import OpenAIEngine
 from webscale_rl.udfs.engine_rules import RuleEngine
-from webscale_rl.udfs.llm_engine import LLMParams
 from webscale_rl.udfs.llm_tasks import TaskParams, build_request, extract_json, parse_response
 
 TASKS = ("llm_filter", "identify", "generate", "verify")
@@ -80,13 +79,7 @@ def main() -> None:
     print(f"{'task':<11}{'schema':<11}{'replies':>8}{'truncated':>10}{'parsed':>8}"
           f"{'compl. tok':>11}{'s':>7}")  # fmt: skip
     with LocalModelServer(ServerSettings(port=0)) as server:
-        llm = LLMParams(
-            engine="openai",
-            model=server.settings.model_name,
-            base_url=server.base_url,
-            api_key_env="",
-            max_concurrency=server.settings.slots,
-        )
+        llm = server.llm_params()
         engine = OpenAIEngine(llm)
         for task in TASKS:
             for variant in ("unbounded", "bounded"):

@@ -113,13 +113,7 @@ def main() -> None:
           f"{args.fewshot} demos, {args.choices} answer choices, "
           f"repeat_penalty {args.repeat_penalty}")  # fmt: skip
     with LocalModelServer(ServerSettings(port=0)) as server:
-        model = LLMParams(
-            engine="openai",
-            model=server.settings.model_name,
-            base_url=server.base_url,
-            api_key_env="",
-            max_concurrency=server.settings.slots,
-        )
+        model = server.llm_params()
         engines = {s: model if getattr(args, s) == "model" else LLMParams() for s in
                    ("annotate", "generate", "verify")}  # fmt: skip
         if args.repeat_penalty and args.generate == "model":  # the generator only

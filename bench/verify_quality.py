@@ -98,15 +98,7 @@ def main() -> None:
         from webscale_rl.local_model import LocalModelServer, ServerSettings
 
         with LocalModelServer(ServerSettings(port=0)) as server:
-            out = run(
-                LLMParams(
-                    engine="openai",
-                    model=server.settings.model_name,
-                    base_url=server.base_url,
-                    api_key_env="",
-                    max_concurrency=server.settings.slots,
-                )
-            )
+            out = run(server.llm_params())
     else:
         out = run(LLMParams())
     kept = out.set_index("qa_id")["_reject_reason"].isna()

@@ -39,10 +39,6 @@ SAMPLE = str(rel.SAMPLE)
 STAGES_WITH_INPUT = [s for s in STAGES if load_stage(s).INPUT is not None]
 
 
-def run_in_process(work: Path, sets: list[str], lakehouse: Path | None = None) -> int:
-    return run_pipeline_in_process(work, sets, lakehouse)
-
-
 def audit_in_process(mlflow_db: Path, lakehouse: Path, capsys) -> tuple[int, str]:
     """`webscale-rl audit` of the latest run in that MLflow store; (exit code, its output)."""
     capsys.readouterr()
@@ -142,7 +138,7 @@ def test_same_tables_with_other_partitions_splits_and_batches(reference, spark, 
     conf.set("spark.sql.files.maxPartitionBytes", "8192")
     sets = [*rel.common_sets(tmp_path), "llm.batch_size=3", "llm_stages.commit_chunks=2"]
     try:
-        assert run_in_process(tmp_path, sets) == 0
+        assert run_pipeline_in_process(tmp_path, sets) == 0
     finally:
         for k, v in saved.items():
             conf.set(k, v)
@@ -173,7 +169,7 @@ def crash_in_process(work: Path, sets: list[str], stage: str, point: str, capsys
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tables, "_crash_point", hook)
         with pytest.raises(SimulatedCrash):
-            run_in_process(work, sets)
+            run_pipeline_in_process(work, sets)
     return capsys.readouterr().out
 
 
@@ -196,7 +192,7 @@ def test_crash_at_every_stage_then_resume(reference, spark, tmp_path, capsys):
         else:
             outputs.append(crash_in_process(tmp_path, sets, stage, point, capsys))
     capsys.readouterr()
-    assert run_in_process(tmp_path, sets) == 0
+    assert run_pipeline_in_process(tmp_path, sets) == 0
     outputs.append(capsys.readouterr().out)
 
     assert killed == [(s, p) for s, p in plan if s in SIGKILL_STAGES]

@@ -169,6 +169,19 @@ class LocalModelServer:
     def set_lines(self) -> list[str]:
         return set_lines(self.base_url, self.settings)
 
+    def llm_params(self):
+        """`LLMParams` for an engine talking to this server (what `set_lines` says, as an
+        object): no API key, as many requests in flight as the server has slots."""
+        from webscale_rl.udfs.llm_engine import LLMParams
+
+        return LLMParams(
+            engine="openai",
+            model=self.settings.model_name,
+            base_url=self.base_url,
+            api_key_env="",
+            max_concurrency=self.settings.slots,
+        )
+
     def __enter__(self) -> LocalModelServer:
         model_path(self.settings)  # fail here, clearly, if the GGUF is not installed
         folder = tempfile.mkdtemp(prefix="webscale-llm-")
