@@ -44,6 +44,7 @@ def engine(server, monkeypatch):
         timeout_s=0.5,
         max_retries=2,
         backoff_base_s=0.05,
+        cancel_grace_s=0.05,  # the fake server has nothing to cancel
     )
     eng = OpenAIEngine(params)
     yield eng
@@ -223,6 +224,7 @@ def test_429_and_timeouts_lower_the_limit(server, monkeypatch):
         timeout_s=0.5,
         max_retries=1,
         backoff_base_s=0.05,
+        cancel_grace_s=0.05,  # the fake server has nothing to cancel
     )
     eng = OpenAIEngine(params)
     eng.generate([req("hang:limit")])

@@ -242,7 +242,7 @@ def test_a_timed_out_request_is_cancelled_on_the_server_not_run_twice(server):
         api_key_env="",
         timeout_s=1.0,
         max_retries=1,
-        backoff_base_s=0.0,
+        backoff_base_s=0.0,  # only the cancel grace (default 1 s) separates the two attempts
     )
     engine = OpenAIEngine(params)
     story = [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]

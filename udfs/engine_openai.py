@@ -8,8 +8,8 @@ as `LLMResponse.error`.
 In flight across the batch: never more than the server's slots when it reports them, halved on
 timeouts/429/503 and grown back on successes (`http_concurrency`). Replies stream (server-sent
 events, usage from the last event): when a request passes its deadline the engine closes the
-connection, the server stops generating it (llama.cpp and vLLM both do), and so its retry never
-runs beside a forgotten first copy. With `llm.stream=false` a timed-out request may still run
+connection, the server stops generating it at its next write (llama.cpp and vLLM both do), and
+its retry first waits `cancel_grace_s` for that, so it never runs beside a forgotten first copy. With `llm.stream=false` a timed-out request may still run
 on the server, so its retry first waits `timeout_s` more.
 
 The API key is sent only as the Bearer header. It is never logged, and it is scrubbed from any
@@ -112,9 +112,11 @@ class OpenAIEngine:
                     request.request_id, f"{outcome.reason}: gave up after {attempts} attempts"
                 )
             wait = self._wait_s(attempt, outcome.retry_after_s)
-            if outcome.reason == "timeout" and not self._params.stream:
-                # The server may still be working on the abandoned copy: give it time to finish.
-                wait = max(wait, self._params.timeout_s)
+            if outcome.reason == "timeout":
+                # The server may still be working on the abandoned copy: a streamed one until it
+                # notices the closed connection, an unstreamed one until it finishes.
+                grace = self._params.cancel_grace_s if self._params.stream else self._params.timeout_s
+                wait = max(wait, grace)
             log.warning(
                 "request %s: %s; retry %d/%d in %.2fs",
                 request.request_id,

@@ -90,6 +90,13 @@ class LLMParams(BaseModel):
     max_retries: int = Field(
         5, ge=0, description="Retries of one request on 429/5xx/timeout/connection errors."
     )
+    cancel_grace_s: float = Field(
+        1.0,
+        ge=0,
+        description="openai with `stream`: least wait before retrying a timed-out request. "
+        "Closing the connection cancels it, but the server only notices at its next write or "
+        "poll (llama.cpp: the next token), so a retry sent at once can briefly run beside it.",
+    )
     backoff_base_s: float = Field(
         1.0, ge=0, description="Base of the exponential backoff between retries, seconds."
     )
