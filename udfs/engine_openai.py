@@ -115,7 +115,9 @@ class OpenAIEngine:
             if outcome.reason == "timeout":
                 # The server may still be working on the abandoned copy: a streamed one until it
                 # notices the closed connection, an unstreamed one until it finishes.
-                grace = self._params.cancel_grace_s if self._params.stream else self._params.timeout_s
+                grace = (
+                    self._params.cancel_grace_s if self._params.stream else self._params.timeout_s
+                )
                 wait = max(wait, grace)
             log.warning(
                 "request %s: %s; retry %d/%d in %.2fs",
