@@ -6,7 +6,7 @@
   substituted word removes k grams, so short items fall below r fast.
 - `k-gram Jaccard >= r`: MinHash's target measure on the same k-gram sets (computed exactly, so
   this is its best case). Symmetric: a short item inside a longer question scores low.
-- `weighted containment >= t`: the method used (udfs/near_match.py) at several thresholds.
+- `weighted containment >= t`: the method used (udfs/decontam/near_match.py) at several thresholds.
 
 All rows add their check to the 13-gram check. k-grams held by more than 1,000 benchmark texts
 are not indexed (generic phrasing; without the cap each QA row touches tens of thousands of
@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from decontam_quality import BENCH, clean_sets, planted, sample_items  # noqa: E402
 
-from webscale_rl.udfs.decontam import (  # noqa: E402
+from webscale_rl.udfs.decontam.near_match import NearMatchParams  # noqa: E402
+from webscale_rl.udfs.decontam.ngrams import (  # noqa: E402
     DecontamIndex,
     DecontamParams,
     benchmark_texts,
     canonical_tokens,
 )
-from webscale_rl.udfs.near_match import NearMatchParams  # noqa: E402
 
 
 class KgramIndex:

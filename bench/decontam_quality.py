@@ -38,7 +38,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from webscale_rl.udfs.decontam import (
+from webscale_rl.udfs.decontam.ngrams import (
     BenchmarkSpec,
     DecontamIndex,
     DecontamParams,
@@ -219,7 +219,7 @@ def generated_questions(max_per_doc: int = 8) -> list[dict]:
     """What the LLM-free generator asks about the English documents of ../shared/data."""
     import py3langid
 
-    from webscale_rl.udfs.engine_rules import RuleEngineParams, qa_candidates
+    from webscale_rl.udfs.llm.engine_rules import RuleEngineParams, qa_candidates
 
     docs = []
     for name in (

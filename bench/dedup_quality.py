@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from webscale_rl.ids import stable_hash
-from webscale_rl.udfs.minhash import MinHashParams, jaccard, reference_clusters, shingle_set
+from webscale_rl.udfs.text.minhash import MinHashParams, jaccard, reference_clusters, shingle_set
 
 WARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "web" / "web_pages.warc.gz"
 TARGETS = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3]

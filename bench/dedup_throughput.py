@@ -28,7 +28,7 @@ import numpy as np
 import xxhash
 from dedup_quality import _apply, _edit_ops, build_benchmark, load_pages
 
-from webscale_rl.udfs.minhash import (
+from webscale_rl.udfs.text.minhash import (
     EMPTY,
     MinHashParams,
     band_hashes_batch,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
-from webscale_rl.udfs.warc import WarcParams, WarcStats, decode_html, iter_records
+from webscale_rl.udfs.read.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
+from webscale_rl.udfs.read.warc import WarcParams, WarcStats, decode_html, iter_records
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

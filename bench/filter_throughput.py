@@ -27,7 +27,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from webscale_rl.udfs.quality import FAMILIES, QualityParams, check_quality  # noqa: E402
+from webscale_rl.udfs.text.quality import FAMILIES, QualityParams, check_quality  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("WEBSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))

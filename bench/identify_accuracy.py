@@ -22,11 +22,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from webscale_rl.udfs import engine_rules
-from webscale_rl.udfs.documents import clean_text
-from webscale_rl.udfs.engine_rules import RuleEngineParams, identify_page
-from webscale_rl.udfs.llm_tasks import TaskParams
-from webscale_rl.udfs.warc import WarcParams, iter_records
+from webscale_rl.udfs.llm import engine_rules
+from webscale_rl.udfs.llm.engine_rules import RuleEngineParams, identify_page
+from webscale_rl.udfs.llm.tasks import TaskParams
+from webscale_rl.udfs.read.documents import clean_text
+from webscale_rl.udfs.read.warc import WarcParams, iter_records
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

@@ -112,7 +112,7 @@ def prepare(spark, lakehouse: Path, responder: str, n_docs: int, batch_size: int
 
 def capacity(spark, root: Path, n_docs: int, chunks: int, tasks: int) -> dict:
     from webscale_rl.jobs import generate
-    from webscale_rl.udfs.llm_stage import LLMStageParams
+    from webscale_rl.udfs.llm.stage import LLMStageParams
 
     cfg = prepare(spark, root / f"cap-{n_docs}-{chunks}", "canned", n_docs)
     began = time.time()
@@ -133,8 +133,8 @@ def capacity(spark, root: Path, n_docs: int, chunks: int, tasks: int) -> dict:
 
 def retry(spark, root: Path, n_docs: int, tasks: int) -> dict:
     from webscale_rl.jobs import generate
-    from webscale_rl.udfs.engine_simulated import read_call_counts
-    from webscale_rl.udfs.llm_stage import LLMStageParams
+    from webscale_rl.udfs.llm.engine_simulated import read_call_counts
+    from webscale_rl.udfs.llm.stage import LLMStageParams
 
     lakehouse = root / "retry"
     cfg = prepare(spark, lakehouse, "canned_failing_once", n_docs, batch_size=4)

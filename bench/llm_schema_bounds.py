@@ -23,9 +23,9 @@ from pathlib import Path
 
 from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.local_model import LocalModelServer, ServerSettings
-from webscale_rl.udfs.engine_openai import OpenAIEngine
-from webscale_rl.udfs.engine_rules import RuleEngine
-from webscale_rl.udfs.llm_tasks import TaskParams, build_request, extract_json, parse_response
+from webscale_rl.udfs.llm.engine_openai import OpenAIEngine
+from webscale_rl.udfs.llm.engine_rules import RuleEngine
+from webscale_rl.udfs.llm.tasks import TaskParams, build_request, extract_json, parse_response
 
 TASKS = ("llm_filter", "identify", "generate", "verify")
 

@@ -35,8 +35,8 @@ RECORDED = []  # (task, rendered prompt, prompt tokens, completion tokens), in s
 
 def record(request) -> str:
     """Simulated-engine responder: the rule engine's answer, and a note of the request."""
-    from webscale_rl.udfs.engine_rules import RuleEngine
-    from webscale_rl.udfs.engine_simulated import estimate_prompt_tokens, estimate_tokens
+    from webscale_rl.udfs.llm.engine_rules import RuleEngine
+    from webscale_rl.udfs.llm.engine_simulated import estimate_prompt_tokens, estimate_tokens
 
     response = RuleEngine().generate([request])[0]
     if response.text is None:
@@ -51,9 +51,9 @@ def run_stages() -> int:
     """Annotate, generate and verify the sample corpus; returns the accepted QA pairs."""
     from webscale_rl.jobs import annotate, generate, verify
     from webscale_rl.jobs.ingest import sample_corpus_path
-    from webscale_rl.udfs.llm_engine import LLMParams
-    from webscale_rl.udfs.llm_stage import BatchContext, transform_batch
-    from webscale_rl.udfs.llm_tasks import TaskParams
+    from webscale_rl.udfs.llm.engine import LLMParams
+    from webscale_rl.udfs.llm.stage import BatchContext, transform_batch
+    from webscale_rl.udfs.llm.tasks import TaskParams
 
     llm = LLMParams(
         engine="simulated",

@@ -184,7 +184,7 @@ def diff_snapshots(a: dict, b: dict) -> dict[str, dict[str, int]]:
 
 def read_call_counts(counts_path: Path) -> Counter:
     """Simulated-engine calls per request id, summed over every process that ran."""
-    from webscale_rl.udfs.engine_simulated import read_call_counts as read
+    from webscale_rl.udfs.llm.engine_simulated import read_call_counts as read
 
     return read(counts_path)
 

@@ -25,9 +25,9 @@ import pandas as pd
 from webscale_rl.jobs import annotate, generate, verify
 from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.local_model import LocalModelServer, ServerSettings
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_stage import BatchContext, transform_batch
-from webscale_rl.udfs.llm_tasks import TaskParams
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.stage import BatchContext, transform_batch
+from webscale_rl.udfs.llm.tasks import TaskParams
 
 SHOW = 0  # rejected rows shown per reason (--show)
 

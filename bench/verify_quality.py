@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from webscale_rl.jobs import verify
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_stage import BatchContext, transform_batch
-from webscale_rl.udfs.llm_tasks import TaskParams
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.stage import BatchContext, transform_batch
+from webscale_rl.udfs.llm.tasks import TaskParams
 
 GOLD = Path(__file__).resolve().parents[2] / "shared/data/qa_gold/xquad_en_half.json"
 

@@ -2,7 +2,7 @@
 """Write the default decontamination benchmarks where `decontam.data_root` points.
 
 Runs on any machine with internet access and the `datasets` library; it needs neither Spark nor
-this package. The layout is the one `udfs/benchmark_files.py:default_benchmarks` reads (the
+this package. The layout is the one `udfs/decontam/benchmark_files.py:default_benchmarks` reads (the
 layout of ../shared/data/benchmarks):
 
     pip install datasets

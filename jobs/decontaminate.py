@@ -23,7 +23,7 @@ from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.stages import declared
-from webscale_rl.udfs.decontam import DecontamIndex, DecontamParams, missing_files
+from webscale_rl.udfs.decontam.ngrams import DecontamIndex, DecontamParams, missing_files
 
 DECL = declared("decontaminate")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key

@@ -15,7 +15,7 @@ Documents (`documents_filtered` -> `documents_deduped`, text) and questions (`qa
    reason `exact_duplicate` or `near_duplicate` and a JSON detail naming the survivor.
 
 `cluster_id` (the smallest id in the cluster) and `cluster_size` stay in the output. Clusters
-equal those of `webscale_rl.udfs.minhash.reference_clusters` on the same rows.
+equal those of `webscale_rl.udfs.text.minhash.reference_clusters` on the same rows.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.stages import declared
-from webscale_rl.udfs.minhash import MinHashParams
+from webscale_rl.udfs.text.minhash import MinHashParams
 
 DECL = declared("dedup")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
@@ -63,7 +63,7 @@ def params_of(cfg: Config, target: DedupTarget) -> MinHashParams:
 
 
 # ---------------------------------------------------------------------------------------------
-# pandas UDFs (the pure work lives in udfs/minhash.py)
+# pandas UDFs (the pure work lives in udfs/text/minhash.py)
 
 
 def _text_hash_udf(keep_digits: bool):
@@ -73,7 +73,7 @@ def _text_hash_udf(keep_digits: bool):
     def text_hashes(texts):
         import pandas as pd
 
-        from webscale_rl.udfs.minhash import text_hash
+        from webscale_rl.udfs.text.minhash import text_hash
 
         return pd.Series([text_hash(t, keep_digits) for t in texts], dtype="int64")
 
@@ -88,7 +88,7 @@ def _bands_udf(params: MinHashParams):
         import numpy as np
         import pandas as pd
 
-        from webscale_rl.udfs.minhash import EMPTY, band_hashes_batch, signatures
+        from webscale_rl.udfs.text.minhash import EMPTY, band_hashes_batch, signatures
 
         sigs = signatures(texts.tolist(), params)
         hashes = band_hashes_batch(sigs, params).tolist()
@@ -105,7 +105,7 @@ def _similarity_udf(params: MinHashParams):
     def similarity(a, b):
         import pandas as pd
 
-        from webscale_rl.udfs.minhash import pair_similarity
+        from webscale_rl.udfs.text.minhash import pair_similarity
 
         return pd.Series(
             [pair_similarity(x, y, params) for x, y in zip(a, b, strict=True)], dtype="float64"

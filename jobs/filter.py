@@ -12,7 +12,7 @@ from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.row_stage import row_stage
 from webscale_rl.schemas.tables import DOCUMENTS, FILTERED
 from webscale_rl.stages import declared
-from webscale_rl.udfs.langid import LangIdParams
+from webscale_rl.udfs.text.langid import LangIdParams
 
 DECL = declared("filter")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
@@ -38,7 +38,7 @@ def language_verdict(lang: str | None, score: float | None, params: LangIdParams
 
 def filter_batch(pdf, settings: FilterSettings, run_id: str):
     """Pure pandas: documents -> filtered rows with status columns."""
-    from webscale_rl.udfs.quality import check_quality
+    from webscale_rl.udfs.text.quality import check_quality
 
     out = pdf.copy()
     reasons, details, texts, stats = [], [], [], []

@@ -15,7 +15,7 @@ from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import ANNOTATIONS, QA_CANDIDATES
 from webscale_rl.stages import declared
-from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
+from webscale_rl.udfs.llm.stage import LLMStageParams, StageSpec, Step, run_llm_stage
 
 DECL = declared("generate")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key

@@ -50,7 +50,7 @@ def input_patterns(cfg: Config) -> list[str]:
 
 
 def detect_format(path: str) -> str | None:
-    from webscale_rl.udfs.input_format import sniff_format
+    from webscale_rl.udfs.read.input_format import sniff_format
 
     return sniff_format(read_head(path))
 
@@ -97,7 +97,7 @@ def _warc_reader(params):
     def parse(batches):
         from webscale_rl.files import open_binary
         from webscale_rl.udfs.frames import rows_frame
-        from webscale_rl.udfs.warc import iter_records
+        from webscale_rl.udfs.read.warc import iter_records
 
         for batch in batches:
             for path, fmt in zip(batch["path"], batch["format"], strict=True):
@@ -274,7 +274,7 @@ def run(spark, cfg: Config) -> StageResult:
     max_chars, run_id = cfg.ingest.max_text_chars, cfg.run_id
 
     def convert(batches):
-        from webscale_rl.udfs.documents import to_documents
+        from webscale_rl.udfs.read.documents import to_documents
 
         for batch in batches:
             yield to_documents(batch, max_chars, run_id)

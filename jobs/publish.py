@@ -9,11 +9,11 @@ userMetadata (`skipped_stages`), the dataset card and the MLflow run.
 Each publish overwrites the whole table in one commit (carrying the run id in userMetadata),
 sorted by qa_id so the same input gives the same table; older versions stay readable with
 `VERSION AS OF`. Rows are dropped only for a reason that goes to `rejects`: `empty_text` and,
-with `publish.max_domain_share` set, `domain_cap` (udfs/domain_caps.py). The publish stage's
+with `publish.max_domain_share` set, `domain_cap` (udfs/publish/domain_caps.py). The publish stage's
 rejects are replaced on each publish, so they describe the current version.
 
-Then the trainer exports (udfs/export_writer.py) and the dataset card (udfs/card_facts.py,
-udfs/dataset_card.py) go to `<lakehouse>/exports/qa/v<version>/` and
+Then the trainer exports (udfs/publish/export_writer.py) and the dataset card (udfs/publish/card_facts.py,
+udfs/publish/dataset_card.py) go to `<lakehouse>/exports/qa/v<version>/` and
 `<lakehouse>/exports/qa/latest` names that folder.
 """
 
@@ -25,12 +25,12 @@ from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.stages import declared
-from webscale_rl.udfs.card_facts import FUNNEL, card_facts
-from webscale_rl.udfs.dataset_card import CardFacts, render_card
-from webscale_rl.udfs.domain_caps import domain_caps, mark_rows
-from webscale_rl.udfs.export_formats import FORMATS
-from webscale_rl.udfs.export_writer import write_exports, write_text
-from webscale_rl.udfs.table_versions import recorded_skips
+from webscale_rl.udfs.publish.card_facts import FUNNEL, card_facts
+from webscale_rl.udfs.publish.dataset_card import CardFacts, render_card
+from webscale_rl.udfs.publish.domain_caps import domain_caps, mark_rows
+from webscale_rl.udfs.publish.export_formats import FORMATS
+from webscale_rl.udfs.publish.export_writer import write_exports, write_text
+from webscale_rl.udfs.publish.table_versions import recorded_skips
 
 DECL = declared("publish")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key

@@ -18,10 +18,10 @@ from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import ANNOTATIONS, QA_CANDIDATES, QA_VERIFIED
 from webscale_rl.stages import declared
-from webscale_rl.udfs.llm_stage import LLMStageParams, StageSpec, Step, run_llm_stage
-from webscale_rl.udfs.llm_tasks import TaskParams
-from webscale_rl.udfs.prompts import truncate_document
-from webscale_rl.udfs.qa_checks import run_checks
+from webscale_rl.udfs.llm.prompts import truncate_document
+from webscale_rl.udfs.llm.qa_checks import run_checks
+from webscale_rl.udfs.llm.stage import LLMStageParams, StageSpec, Step, run_llm_stage
+from webscale_rl.udfs.llm.tasks import TaskParams
 
 DECL = declared("verify")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from webscale_rl import files
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.benchmark_files import (
+from webscale_rl.udfs.decontam.benchmark_files import (
     BenchmarkSpec,
     benchmark_texts,
     default_benchmarks,
@@ -18,7 +18,7 @@ from webscale_rl.udfs.benchmark_files import (
     missing_files,
     resolve_files,
 )
-from webscale_rl.udfs.decontam import (
+from webscale_rl.udfs.decontam.ngrams import (
     DecontamParams,
     build_ngram_index,
     find_contamination,

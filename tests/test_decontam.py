@@ -16,7 +16,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from webscale_rl.udfs.decontam import (
+from webscale_rl.udfs.decontam.near_match import NearMatchParams, numbers_as_digits
+from webscale_rl.udfs.decontam.ngrams import (
     BenchmarkSpec,
     DecontamIndex,
     DecontamParams,
@@ -28,7 +29,6 @@ from webscale_rl.udfs.decontam import (
     ngrams,
     normalize,
 )
-from webscale_rl.udfs.near_match import NearMatchParams, numbers_as_digits
 
 N = 13
 
@@ -99,7 +99,7 @@ def test_number_words_read_as_digits():
 
 
 def test_ngram_hash_is_stable_across_processes():
-    code = "from webscale_rl.udfs.decontam import ngram_hash; print(ngram_hash('a b c'))"
+    code = "from webscale_rl.udfs.decontam.ngrams import ngram_hash; print(ngram_hash('a b c'))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -7,7 +7,7 @@ import pytest
 from webscale_rl import tables
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import decontaminate
-from webscale_rl.udfs.decontam import (
+from webscale_rl.udfs.decontam.ngrams import (
     BenchmarkSpec,
     DecontamParams,
     canonical_tokens,
@@ -177,7 +177,7 @@ def test_check_fields_must_name_qa_columns(spark, cfg, params, shared_data):
 
 def test_missing_benchmarks_error_or_skip(tmp_path):
     from webscale_rl.jobs.decontaminate import available_benchmarks, resolve_data_root
-    from webscale_rl.udfs.decontam import BenchmarkSpec, DecontamParams
+    from webscale_rl.udfs.decontam.ngrams import BenchmarkSpec, DecontamParams
 
     (tmp_path / "here.jsonl").write_text('{"question": "What is two plus two?"}\n')
     specs = [

@@ -9,7 +9,7 @@ from webscale_rl import tables
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import dedup
 from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.minhash import MinHashParams, jaccard, reference_clusters, shingle_set
+from webscale_rl.udfs.text.minhash import MinHashParams, jaccard, reference_clusters, shingle_set
 
 BOILERPLATE = " ".join(
     f"Footer line {i}: contact us, privacy policy, imprint, cookie settings and newsletter."

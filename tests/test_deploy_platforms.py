@@ -246,7 +246,7 @@ def unset_paths(stage: str, cfg: Config) -> list[str]:
         # Weights are read from a local or FUSE folder: nothing is downloaded at run time.
         bad.append(f"llm.model={cfg.llm.model}")
     if stage == "decontaminate":
-        # Benchmark files are read through webscale_rl/files.py (udfs/benchmark_files.py): a
+        # Benchmark files are read through webscale_rl/files.py (udfs/decontam/benchmark_files.py): a
         # URI root (s3://, dbfs:/, abfss://) works as well as /Volumes or a FUSE folder.
         root = cfg.decontam.data_root
         elsewhere = [b.name for b in cfg.decontam.benchmarks if not cluster_path(b.path)]

@@ -6,15 +6,15 @@ import logging
 import pytest
 from fakes.fake_openai_server import FakeOpenAIServer
 
-from webscale_rl.udfs.engine_openai import (
+from webscale_rl.udfs.llm.engine import LLMParams, describe
+from webscale_rl.udfs.llm.engine_openai import (
     OpenAIEngine,
     build_body,
     parse_retry_after,
     parse_stream,
 )
-from webscale_rl.udfs.http_concurrency import AdaptiveLimit, server_root
-from webscale_rl.udfs.llm_engine import LLMParams, describe
-from webscale_rl.udfs.llm_types import LLMRequest
+from webscale_rl.udfs.llm.http_concurrency import AdaptiveLimit, server_root
+from webscale_rl.udfs.llm.interface import LLMRequest
 
 KEY_ENV = "WEBSCALE_TEST_OPENAI_KEY"
 SECRET = "sk-test-5ecret-DO-NOT-LEAK-1234567890"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webscale_rl.udfs.engine_rules import (
+from webscale_rl.udfs.llm.engine_rules import (
     RuleEngine,
     RuleEngineParams,
     domain_scores,
@@ -14,9 +14,9 @@ from webscale_rl.udfs.engine_rules import (
     qa_candidates,
     split_sentences,
 )
-from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response, task_schema
-from webscale_rl.udfs.llm_types import TASKS
-from webscale_rl.udfs.qa_checks import QACheckParams, answer_in_document, run_checks
+from webscale_rl.udfs.llm.interface import TASKS
+from webscale_rl.udfs.llm.qa_checks import QACheckParams, answer_in_document, run_checks
+from webscale_rl.udfs.llm.tasks import TaskParams, build_request, parse_response, task_schema
 
 INJECTION_DOCS = sorted((Path(__file__).parent / "data" / "injection").glob("*.txt"))
 ENGINE = RuleEngine()

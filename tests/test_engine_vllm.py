@@ -12,9 +12,10 @@ import pytest
 from fakes import fake_vllm
 
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs import engine_vllm, llm_engine
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_types import LLMRequest
+from webscale_rl.udfs.llm import engine as llm_engine
+from webscale_rl.udfs.llm import engine_vllm
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.interface import LLMRequest
 
 SCHEMA = {
     "type": "object",

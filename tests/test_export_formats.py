@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from webscale_rl.reward import compute_score, trl_reward
-from webscale_rl.udfs.export_formats import (
+from webscale_rl.udfs.publish.export_formats import (
     ExportParams,
     build_prompt,
     export_frames,
@@ -76,7 +76,7 @@ def test_split_is_deterministic_and_close_to_the_fraction():
 def test_split_does_not_depend_on_the_process_hash_seed():
     # Python's hash() of a str changes with PYTHONHASHSEED; split_of must not.
     code = (
-        "from webscale_rl.udfs.export_formats import split_of;"
+        "from webscale_rl.udfs.publish.export_formats import split_of;"
         "print(''.join(split_of(f'qa-{i}', 0.5)[0] for i in range(64)))"
     )
     outputs = {

@@ -11,7 +11,7 @@ from webscale_rl import cli, tables
 from webscale_rl.config import load_config
 from webscale_rl.jobs import publish
 from webscale_rl.reward import compute_score
-from webscale_rl.udfs.export_formats import ARROW_SCHEMAS, split_of
+from webscale_rl.udfs.publish.export_formats import ARROW_SCHEMAS, split_of
 
 VALIDATION = 0.3
 WRONG = {answer: wrong for answer, _, wrong in ANSWERS}

@@ -9,8 +9,8 @@ import re
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
-from webscale_rl.udfs.warc import decode_html
+from webscale_rl.udfs.read.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
+from webscale_rl.udfs.read.warc import decode_html
 
 # paragraphs over 200 characters: jusText only trusts a page that has some
 ARTICLE = [

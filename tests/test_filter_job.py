@@ -8,7 +8,7 @@ from webscale_rl.audit import audit_tables
 from webscale_rl.jobs import filter as filter_job
 from webscale_rl.jobs import ingest
 from webscale_rl.jobs.filter import language_verdict
-from webscale_rl.udfs.langid import LangIdParams
+from webscale_rl.udfs.text.langid import LangIdParams
 
 GOOD = (
     "The Danube is the second-longest river in Europe. It flows through ten countries and "

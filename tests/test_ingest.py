@@ -10,7 +10,7 @@ import pytest
 from webscale_rl import tables
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import ingest
-from webscale_rl.udfs.warc import WarcParams, iter_records
+from webscale_rl.udfs.read.warc import WarcParams, iter_records
 
 
 def run_ingest(spark, cfg, inputs, fmt="auto"):

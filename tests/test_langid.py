@@ -6,8 +6,8 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from webscale_rl.udfs import langid
-from webscale_rl.udfs.langid import LangIdParams, check_language, detect_language
+from webscale_rl.udfs.text import langid
+from webscale_rl.udfs.text.langid import LangIdParams, check_language, detect_language
 
 EN = "The committee met on Tuesday to discuss the new budget for schools and public libraries."
 DE = "Der Ausschuss traf sich am Dienstag, um den neuen Haushalt für Schulen zu besprechen."

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from webscale_rl.udfs import llm_engine
-from webscale_rl.udfs.engine_simulated import SimulatedEngine, read_call_counts
-from webscale_rl.udfs.llm_engine import LLMParams, describe, get_engine
-from webscale_rl.udfs.llm_journal import ResponseJournal, journaled, prune, spark_partition_scope
-from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm import engine as llm_engine
+from webscale_rl.udfs.llm.engine import LLMParams, describe, get_engine
+from webscale_rl.udfs.llm.engine_simulated import SimulatedEngine, read_call_counts
+from webscale_rl.udfs.llm.interface import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.journal import ResponseJournal, journaled, prune, spark_partition_scope
 
 
 def req(i, task="generate", max_tokens=512) -> LLMRequest:

@@ -16,7 +16,7 @@ from webscale_rl import audit, tables
 from webscale_rl.cli import main
 from webscale_rl.config import load_config
 from webscale_rl.jobs.ingest import sample_corpus_path
-from webscale_rl.udfs.qa_checks import QACheckParams, answer_in_document
+from webscale_rl.udfs.llm.qa_checks import QACheckParams, answer_in_document
 
 STAGES = ("annotate", "generate", "verify")
 

@@ -4,10 +4,10 @@ import pytest
 
 from webscale_rl.config import load_config
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs import llm_placement
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_placement import gpu_profile
-from webscale_rl.udfs.llm_stage import engine_params
+from webscale_rl.udfs.llm import placement as llm_placement
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.placement import gpu_profile
+from webscale_rl.udfs.llm.stage import engine_params
 
 CHECKER = [
     "llm_stages.verify.llm.engine=openai",

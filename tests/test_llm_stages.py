@@ -18,9 +18,10 @@ from webscale_rl import audit, ids, tables
 from webscale_rl.jobs import annotate, generate, verify
 from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.schemas.tables import ANNOTATIONS, FILTERED, QA_CANDIDATES, QA_VERIFIED
-from webscale_rl.udfs.engine_simulated import read_call_counts
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_stage import (
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.engine_simulated import read_call_counts
+from webscale_rl.udfs.llm.qa_checks import QACheckParams, answer_in_document
+from webscale_rl.udfs.llm.stage import (
     BatchContext,
     LLMStageParams,
     StageSpec,
@@ -30,8 +31,7 @@ from webscale_rl.udfs.llm_stage import (
     gpu_profile,
     transform_batch,
 )
-from webscale_rl.udfs.llm_tasks import TaskParams
-from webscale_rl.udfs.qa_checks import QACheckParams, answer_in_document
+from webscale_rl.udfs.llm.tasks import TaskParams
 
 FAKES = Path(__file__).parent / "fakes"
 INJECTION_DIR = Path(__file__).parent / "data" / "injection"
@@ -215,8 +215,8 @@ def test_batch_level_provenance_bad_input_and_no_candidate(tmp_path):
     assert out.loc["a", "model"] == "rules-v1" and out.loc["a", "run_id"] == "run-1"
     assert out.loc["a", "prompt_version"].count(",") == 1  # llm_filter + identify
     # summed tokens of both calls equal what the engine reports for each
-    from webscale_rl.udfs.engine_rules import RuleEngine
-    from webscale_rl.udfs.llm_tasks import build_request
+    from webscale_rl.udfs.llm.engine_rules import RuleEngine
+    from webscale_rl.udfs.llm.tasks import build_request
 
     row = {"doc_id": "a", "text": doc["text"]}
     engine = RuleEngine()

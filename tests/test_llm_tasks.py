@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from webscale_rl.udfs import prompts
-from webscale_rl.udfs.llm_tasks import (
+from webscale_rl.udfs.llm import prompts
+from webscale_rl.udfs.llm.interface import TASKS, LLMResponse
+from webscale_rl.udfs.llm.tasks import (
     DEFAULT_DOMAINS,
     TaskParams,
     build_request,
@@ -18,7 +19,6 @@ from webscale_rl.udfs.llm_tasks import (
     sample_fewshot,
     task_schema,
 )
-from webscale_rl.udfs.llm_types import TASKS, LLMResponse
 
 INJECTION_DIR = Path(__file__).parent / "data" / "injection"
 INJECTION_DOCS = sorted(INJECTION_DIR.glob("*.txt"))

@@ -129,8 +129,8 @@ def test_cli_refuses_a_staging_age_below_one_hour(tmp_path, capsys):
 
 
 def test_maintain_prunes_old_llm_journal_files(spark, make_cfg, tmp_path):
-    from webscale_rl.udfs.llm_journal import ResponseJournal
-    from webscale_rl.udfs.llm_types import LLMResponse
+    from webscale_rl.udfs.llm.interface import LLMResponse
+    from webscale_rl.udfs.llm.journal import ResponseJournal
 
     cfg = make_cfg(f"llm.journal_dir={tmp_path / 'journal'}")
     ResponseJournal(tmp_path / "journal").put_many([LLMResponse(request_id="r", text="{}")])

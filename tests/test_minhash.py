@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from webscale_rl.config import load_config
-from webscale_rl.udfs.minhash import (
+from webscale_rl.udfs.text.minhash import (
     EMPTY,
     MinHashParams,
     band_hashes,
@@ -107,7 +107,7 @@ def test_batching_does_not_change_signatures():
 def test_signatures_are_stable_across_processes():
     text = _text(random.Random(5), 100)
     code = (
-        "import sys; from webscale_rl.udfs.minhash import signatures, band_hashes;"
+        "import sys; from webscale_rl.udfs.text.minhash import signatures, band_hashes;"
         "s = signatures([sys.argv[1]]); print(band_hashes(s[0]))"
     )
     outputs = {

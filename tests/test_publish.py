@@ -11,7 +11,7 @@ from webscale_rl import audit, cli, tables
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import publish
 from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.dataset_card import CardFacts, render_card
+from webscale_rl.udfs.publish.dataset_card import CardFacts, render_card
 
 # (answer, answer type, a wrong answer of the same type)
 ANSWERS = [

@@ -2,9 +2,8 @@
 
 import pytest
 
-from webscale_rl.udfs import prompts
-from webscale_rl.udfs.llm_tasks import DEFAULT_DOMAINS
-from webscale_rl.udfs.qa_checks import (
+from webscale_rl.udfs.llm import prompts
+from webscale_rl.udfs.llm.qa_checks import (
     QACheckParams,
     answer_in_document,
     answer_in_question,
@@ -14,6 +13,7 @@ from webscale_rl.udfs.qa_checks import (
     refers_to_document,
     run_checks,
 )
+from webscale_rl.udfs.llm.tasks import DEFAULT_DOMAINS
 
 P = QACheckParams()
 DOC = (

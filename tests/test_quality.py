@@ -9,7 +9,7 @@ from string import ascii_lowercase
 import pytest
 from pydantic import ValidationError
 
-from webscale_rl.udfs.quality import (
+from webscale_rl.udfs.text.quality import (
     QualityParams,
     c4_quality,
     check_quality,

@@ -18,8 +18,8 @@ from webscale_rl.cli import main
 from webscale_rl.config import load_config
 from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.local_model import LocalModelServer, ServerSettings
-from webscale_rl.udfs import qa_checks
-from webscale_rl.udfs.prompts import prompt_version
+from webscale_rl.udfs.llm import qa_checks
+from webscale_rl.udfs.llm.prompts import prompt_version
 
 LLM_STAGES = ("annotate", "generate", "verify")
 # Reasons a row of an LLM stage may be rejected with, whatever the model answers.
@@ -223,9 +223,9 @@ def test_a_timed_out_request_is_cancelled_on_the_server_not_run_twice(server):
 
     import requests
 
-    from webscale_rl.udfs.engine_openai import OpenAIEngine
-    from webscale_rl.udfs.llm_engine import LLMParams
-    from webscale_rl.udfs.llm_types import LLMRequest
+    from webscale_rl.udfs.llm.engine import LLMParams
+    from webscale_rl.udfs.llm.engine_openai import OpenAIEngine
+    from webscale_rl.udfs.llm.interface import LLMRequest
 
     slots_url = server.base_url.removesuffix("/v1") + "/slots"
     busy, stop = [], threading.Event()

@@ -59,7 +59,7 @@ def test_gzip_bomb_is_read_with_bounded_memory(tmp_path):
     # peak of the (large) pytest process that spawned the reader.
     script = f"""
 import re
-from webscale_rl.udfs.warc import WarcParams, iter_records
+from webscale_rl.udfs.read.warc import WarcParams, iter_records
 with open({str(path)!r}, "rb") as f:
     rows = list(iter_records(f, "bomb", WarcParams(max_record_bytes=8 * 1024 * 1024)))
 status = open("/proc/self/status").read()

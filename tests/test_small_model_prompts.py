@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from webscale_rl.udfs import prompts
-from webscale_rl.udfs.answer_choices import answer_choices, choice_type
-from webscale_rl.udfs.llm_json import extract_json, repair_json
-from webscale_rl.udfs.llm_schemas import QUESTION_MIN_CHARS
-from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response, task_schema
-from webscale_rl.udfs.llm_types import LLMResponse
+from webscale_rl.udfs.llm import prompts
+from webscale_rl.udfs.llm.answer_choices import answer_choices, choice_type
+from webscale_rl.udfs.llm.interface import LLMResponse
+from webscale_rl.udfs.llm.json_reply import extract_json, repair_json
+from webscale_rl.udfs.llm.schemas import QUESTION_MIN_CHARS
+from webscale_rl.udfs.llm.tasks import TaskParams, build_request, parse_response, task_schema
 
 DOC = (
     "The Kelso Bay bridge opened to traffic in 1932 after four years of work. It was designed "

@@ -13,8 +13,8 @@ from webscale_rl.config import Config, TableNames
 from webscale_rl.jobs import pipeline
 from webscale_rl.jobs.base import load_stage
 from webscale_rl.schemas import tables as schemas
-from webscale_rl.udfs.llm_placement import LLM_STAGES
-from webscale_rl.udfs.llm_stage import LLMStageParams
+from webscale_rl.udfs.llm.placement import LLM_STAGES
+from webscale_rl.udfs.llm.stage import LLMStageParams
 
 JOB = load_bundle()["resources"]["jobs"]["webscale_rl_pipeline"]
 GPU_CONF = "spark.task.resource.gpu.amount"
@@ -46,7 +46,7 @@ def test_the_runner_cli_and_llm_settings_read_the_declarations():
     assert pipeline.SKIPPABLE == tuple(s.name for s in stages.STAGES if s.skippable)
     assert LLM_STAGES == tuple(s.name for s in stages.STAGES if s.llm)
     assert set(LLMStageParams.model_fields) >= set(LLM_STAGES), (
-        "every LLM stage needs its llm_stages.<stage> settings (udfs/llm_stage.py)"
+        "every LLM stage needs its llm_stages.<stage> settings (udfs/llm/stage.py)"
     )
     choices = next(
         a.choices for a in build_parser()._subparsers._group_actions[0].choices["stage"]._actions

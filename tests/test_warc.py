@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from webscale_rl.udfs.warc import (
+from webscale_rl.udfs.read.warc import (
     WarcParams,
     WarcStats,
     decode_html,

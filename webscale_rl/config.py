@@ -24,16 +24,16 @@ from pydantic import (
 
 from webscale_rl import stages
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.dataset_card import ExportSettings, PublishParams
-from webscale_rl.udfs.decontam import DecontamParams
-from webscale_rl.udfs.langid import LangIdParams
-from webscale_rl.udfs.llm_engine import LLMParams
-from webscale_rl.udfs.llm_placement import LLM_STAGES, stage_llm
-from webscale_rl.udfs.llm_stage import LLMStageParams
-from webscale_rl.udfs.llm_tasks import TaskParams
-from webscale_rl.udfs.minhash import MinHashParams
-from webscale_rl.udfs.quality import QualityParams
-from webscale_rl.udfs.warc import WarcParams
+from webscale_rl.udfs.decontam.ngrams import DecontamParams
+from webscale_rl.udfs.llm.engine import LLMParams
+from webscale_rl.udfs.llm.placement import LLM_STAGES, stage_llm
+from webscale_rl.udfs.llm.stage import LLMStageParams
+from webscale_rl.udfs.llm.tasks import TaskParams
+from webscale_rl.udfs.publish.dataset_card import ExportSettings, PublishParams
+from webscale_rl.udfs.read.warc import WarcParams
+from webscale_rl.udfs.text.langid import LangIdParams
+from webscale_rl.udfs.text.minhash import MinHashParams
+from webscale_rl.udfs.text.quality import QualityParams
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 CATALOG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")

@@ -172,7 +172,7 @@ class LocalModelServer:
     def llm_params(self):
         """`LLMParams` for an engine talking to this server (what `set_lines` says, as an
         object): no API key, as many requests in flight as the server has slots."""
-        from webscale_rl.udfs.llm_engine import LLMParams
+        from webscale_rl.udfs.llm.engine import LLMParams
 
         return LLMParams(
             engine="openai",

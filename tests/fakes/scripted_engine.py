@@ -26,10 +26,10 @@ import re
 import threading
 from collections import Counter
 
-from webscale_rl.udfs import engine_rules
-from webscale_rl.udfs.engine_rules import RuleEngine, RuleEngineParams
-from webscale_rl.udfs.llm_tasks import extract_json
-from webscale_rl.udfs.llm_types import LLMRequest
+from webscale_rl.udfs.llm import engine_rules
+from webscale_rl.udfs.llm.engine_rules import RuleEngine, RuleEngineParams
+from webscale_rl.udfs.llm.interface import LLMRequest
+from webscale_rl.udfs.llm.tasks import extract_json
 
 SCENARIO = re.compile(r"\[scenario:([a-z0-9-]+)\]")
 RULES = RuleEngine()

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from webscale_rl import tables
 from webscale_rl.config import Config, TableNames
 from webscale_rl.errors import WebscaleError
-from webscale_rl.udfs.llm_journal import prune as prune_journal
+from webscale_rl.udfs.llm.journal import prune as prune_journal
 
 NAME = "maintain"
 HELP = "OPTIMIZE and VACUUM every lakehouse table"
@@ -202,7 +202,7 @@ def maintain(
 
 
 def journal_dir(cfg: Config) -> str | None:
-    from webscale_rl.udfs.llm_stage import default_journal_dir
+    from webscale_rl.udfs.llm.stage import default_journal_dir
 
     return cfg.llm.journal_dir or default_journal_dir(cfg)
 

@@ -25,8 +25,8 @@ def respond(request):
         os.close(fd)
         os._exit(1)
     if _RULES is None:
-        from webscale_rl.udfs.engine_rules import RuleEngine
-        from webscale_rl.udfs.llm_engine import LLMParams
+        from webscale_rl.udfs.llm.engine import LLMParams
+        from webscale_rl.udfs.llm.engine_rules import RuleEngine
 
         _RULES = RuleEngine(LLMParams())
     return _RULES.generate([request])[0].text

@@ -37,14 +37,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webscale_rl.udfs import prompts
-from webscale_rl.udfs.answer_choices import answer_choices, choice_type
-from webscale_rl.udfs.engine_rules import lexical_support
-from webscale_rl.udfs.llm_json import extract_json  # noqa: F401 - part of this module's API
-from webscale_rl.udfs.llm_schemas import task_schema
-from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
-from webscale_rl.udfs.qa_checks import ANSWER_TYPES, QACheckParams, run_checks
-from webscale_rl.udfs.rule_text import content_words
+from webscale_rl.udfs.llm import prompts
+from webscale_rl.udfs.llm.answer_choices import answer_choices, choice_type
+from webscale_rl.udfs.llm.engine_rules import lexical_support
+from webscale_rl.udfs.llm.interface import TASKS, LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.json_reply import extract_json  # noqa: F401 - part of this module's API
+from webscale_rl.udfs.llm.qa_checks import ANSWER_TYPES, QACheckParams, run_checks
+from webscale_rl.udfs.llm.rule_text import content_words
+from webscale_rl.udfs.llm.schemas import task_schema
 
 DEFAULT_DOMAINS = [
     "Math",
@@ -85,7 +85,7 @@ class TaskParams(BaseModel):
         le=40,
         description="For a small generator: > 0 lists up to this many spans of the page "
         "(numbers, dates, names) in the generate prompt and makes the answer one of them "
-        "(udfs/answer_choices.py). 0 = the model finds its own answer (a strong model).",
+        "(udfs/llm/answer_choices.py). 0 = the model finds its own answer (a strong model).",
     )
 
     @field_validator("domains")

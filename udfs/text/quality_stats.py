@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate
 
-from webscale_rl.udfs.quality_params import QualityParams
+from webscale_rl.udfs.text.quality_params import QualityParams
 
 # One token = a run of word characters (keeping "3.14", "1,000", "10:30", "9/11", "U.S" and
 # "don't" whole, close to spaCy's English tokenizer that datatrove uses), an ellipsis, or one

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.engine_rules import RuleEngineParams
-from webscale_rl.udfs.llm_types import Engine, LLMRequest
+from webscale_rl.udfs.llm.engine_rules import RuleEngineParams
+from webscale_rl.udfs.llm.interface import Engine, LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def clear_engine_cache() -> None:
 def _build(params: LLMParams) -> Engine:
     engine = _build_bare(params)
     if params.journal_dir:
-        from webscale_rl.udfs.llm_journal import ResponseJournal, journaled, spark_partition_scope
+        from webscale_rl.udfs.llm.journal import ResponseJournal, journaled, spark_partition_scope
 
         # Request ids do not name the model, so answers of different models live apart.
         journal = ResponseJournal(params.journal_dir).scoped(f"{params.engine}-{engine.model}")
@@ -282,15 +282,15 @@ def _build(params: LLMParams) -> Engine:
 def _build_bare(params: LLMParams) -> Engine:
     # Imports are lazy: a CPU-only cluster must not need vllm, and "none" needs nothing.
     if params.engine == "none":
-        from webscale_rl.udfs.engine_rules import RuleEngine
+        from webscale_rl.udfs.llm.engine_rules import RuleEngine
 
         return RuleEngine(params)
     if params.engine == "openai":
-        from webscale_rl.udfs.engine_openai import OpenAIEngine
+        from webscale_rl.udfs.llm.engine_openai import OpenAIEngine
 
         return OpenAIEngine(params)
     if params.engine == "vllm":
-        from webscale_rl.udfs.engine_vllm import VLLMEngine
+        from webscale_rl.udfs.llm.engine_vllm import VLLMEngine
 
         return VLLMEngine(params)
     if params.engine == "simulated":
@@ -299,12 +299,12 @@ def _build_bare(params: LLMParams) -> Engine:
 
 
 def _build_simulated(params: LLMParams) -> Engine:
-    from webscale_rl.udfs.engine_simulated import SimulatedEngine
+    from webscale_rl.udfs.llm.engine_simulated import SimulatedEngine
 
     if params.simulated_responder:
         responder = load_callable(params.simulated_responder)
     else:
-        from webscale_rl.udfs.engine_rules import RuleEngine
+        from webscale_rl.udfs.llm.engine_rules import RuleEngine
 
         rules = RuleEngine(params)
 

@@ -10,10 +10,10 @@ so the model only has to pick a fact and ask about it. Its answer type is then t
 
 from __future__ import annotations
 
-from webscale_rl.udfs import qa_checks
-from webscale_rl.udfs.engine_rules import RuleEngineParams
-from webscale_rl.udfs.rule_questions import _usable_sentence, find_spans
-from webscale_rl.udfs.rule_text import split_sentences
+from webscale_rl.udfs.llm import qa_checks
+from webscale_rl.udfs.llm.engine_rules import RuleEngineParams
+from webscale_rl.udfs.llm.rule_questions import _usable_sentence, find_spans
+from webscale_rl.udfs.llm.rule_text import split_sentences
 
 
 def answer_choices(document: str, limit: int) -> list[tuple[str, str]]:

@@ -22,15 +22,15 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webscale_rl.udfs.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
-from webscale_rl.udfs.html_payload import (
+from webscale_rl.udfs.read.extract import DEFAULT_EXTRACTOR, EXTRACTORS, html_to_text
+from webscale_rl.udfs.read.html_payload import (
     decode_html,
     html_lang,
     read_exactly,
     replacement_ratio,
     undo_http_encodings,
 )
-from webscale_rl.udfs.input_format import (
+from webscale_rl.udfs.read.input_format import (
     GZIP_MAGIC,
     HEAD_BYTES,
     plain_head,

@@ -31,9 +31,9 @@ from email.utils import parsedate_to_datetime
 import requests
 from requests.adapters import HTTPAdapter
 
-from webscale_rl.udfs.http_concurrency import AdaptiveLimit, server_slots
-from webscale_rl.udfs.llm_engine import LLMParams, resolve_api_key, sampling_for
-from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.engine import LLMParams, resolve_api_key, sampling_for
+from webscale_rl.udfs.llm.http_concurrency import AdaptiveLimit, server_slots
+from webscale_rl.udfs.llm.interface import LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.llm_engine import LLMParams, sampling_for
-from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.engine import LLMParams, sampling_for
+from webscale_rl.udfs.llm.interface import LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Exports are never collected to the driver: the table is hash-partitioned by qa_id into
 ceil(rows/rows_per_file) shards, each task converts its rows batch by batch
-(udfs/export_formats.py) and streams them into its own shard file per format and split, so
+(udfs/publish/export_formats.py) and streams them into its own shard file per format and split, so
 memory per task is one Arrow batch. Files are local, dbfs:/ (via /dbfs) or any pyarrow URI.
 """
 
@@ -13,8 +13,13 @@ import os
 
 from webscale_rl import files
 from webscale_rl.errors import WebscaleError
-from webscale_rl.udfs.dataset_card import EXPORT_DIRS, ExportSettings, export_dirs, shard_name
-from webscale_rl.udfs.export_formats import QA_COLUMNS, SPLITS
+from webscale_rl.udfs.publish.dataset_card import (
+    EXPORT_DIRS,
+    ExportSettings,
+    export_dirs,
+    shard_name,
+)
+from webscale_rl.udfs.publish.export_formats import QA_COLUMNS, SPLITS
 
 KEY = "qa_id"
 MANIFEST_DDL = "folder string, split string, path string, rows long, part int"  # one per file
@@ -62,7 +67,7 @@ class ShardWriter:
         """The (stream, Parquet writer or None) of a shard, opened at its first rows."""
         import pyarrow.parquet as pq
 
-        from webscale_rl.udfs.export_formats import ARROW_SCHEMAS
+        from webscale_rl.udfs.publish.export_formats import ARROW_SCHEMAS
 
         key = (folder, split)
         if key not in self.open:
@@ -74,7 +79,7 @@ class ShardWriter:
         return self.open[key]
 
     def write(self, folder: str, split: str, frame) -> None:
-        from webscale_rl.udfs.export_formats import to_arrow
+        from webscale_rl.udfs.publish.export_formats import to_arrow
 
         # No rows, no shard: `datasets` cannot read an empty Parquet or JSON lines file.
         if frame.empty:
@@ -109,7 +114,7 @@ def _shard_task(out_dir: str, folders: dict, n_parts: int, offsets: dict, params
         import pandas as pd
         from pyspark import TaskContext
 
-        from webscale_rl.udfs.export_formats import export_frames
+        from webscale_rl.udfs.publish.export_formats import export_frames
 
         params = ExportSettings.model_validate_json(params_json)
         ctx = TaskContext.get()

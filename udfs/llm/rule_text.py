@@ -1,4 +1,4 @@
-"""Words and sentences as the rule engine (udfs/engine_rules.py) reads a page: content words,
+"""Words and sentences as the rule engine (udfs/llm/engine_rules.py) reads a page: content words,
 a sentence splitter that keeps abbreviations and initials whole, and the sentences that read
 like instructions to a model, which the rules never use."""
 

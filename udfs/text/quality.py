@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webscale_rl.udfs.quality_params import FAMILIES, QualityParams
-from webscale_rl.udfs.quality_stats import (
+from webscale_rl.udfs.text.quality_params import FAMILIES, QualityParams
+from webscale_rl.udfs.text.quality_stats import (
     TextViews,
     c4_clean,
     fineweb_stats,

@@ -1,5 +1,5 @@
 """Thresholds of the heuristic quality filters (Gopher quality and repetition, C4, FineWeb),
-with datatrove's defaults; udfs/quality.py applies them."""
+with datatrove's defaults; udfs/text/quality.py applies them."""
 
 from __future__ import annotations
 

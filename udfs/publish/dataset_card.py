@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from webscale_rl.udfs.export_formats import SPLITS, ExportParams
+from webscale_rl.udfs.publish.export_formats import SPLITS, ExportParams
 
 # The shared demo corpus (../shared/data/README.md) and what the pipeline adds to it.
 DEFAULT_LICENCE_NOTES = [
@@ -75,7 +75,7 @@ class PublishParams(BaseModel):
 
 
 class ExportSettings(ExportParams):
-    """Trainer formats (see udfs/export_formats.py) plus how the files are cut."""
+    """Trainer formats (see udfs/publish/export_formats.py) plus how the files are cut."""
 
     rows_per_file: int = Field(
         500_000,

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Loading benchmark files lives in benchmark_files; these names stay importable from here.
-from webscale_rl.udfs.benchmark_files import (  # noqa: F401
+from webscale_rl.udfs.decontam.benchmark_files import (  # noqa: F401
     DEFAULT_DATA_ROOT,
     BenchmarkSpec,
     benchmark_texts,
@@ -37,7 +37,7 @@ from webscale_rl.udfs.benchmark_files import (  # noqa: F401
     missing_files,
     resolve_files,
 )
-from webscale_rl.udfs.near_match import NearIndex, NearMatchParams, numbers_as_digits
+from webscale_rl.udfs.decontam.near_match import NearIndex, NearMatchParams, numbers_as_digits
 
 # Everything that is neither a word character nor whitespace, plus "_" (which \w keeps). This is
 # the Janitor's string.punctuation deletion made Unicode-aware, so "Janet’s" (curly quote, as

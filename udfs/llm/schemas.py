@@ -8,8 +8,8 @@ to 0 (verify); `bench/llm_schema_bounds.py`, figures in bench/README.md.
 
 from __future__ import annotations
 
-from webscale_rl.udfs.llm_types import TASKS
-from webscale_rl.udfs.qa_checks import ANSWER_TYPES
+from webscale_rl.udfs.llm.interface import TASKS
+from webscale_rl.udfs.llm.qa_checks import ANSWER_TYPES
 
 
 def _object(properties: dict, required: list[str] | None = None) -> dict:
@@ -38,7 +38,7 @@ def task_schema(task: str, params=None, choices: list[str] | None = None) -> dic
     """JSON schema of the task's reply (for structured output); `choices`: generate's answer
     must be one of them (`tasks.answer_choices`)."""
     if params is None:
-        from webscale_rl.udfs.llm_tasks import TaskParams
+        from webscale_rl.udfs.llm.tasks import TaskParams
 
         params = TaskParams()
     boolean = {"type": "boolean"}

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from webscale_rl import stages
 from webscale_rl.errors import ConfigError
-from webscale_rl.udfs.llm_engine import LLMParams
+from webscale_rl.udfs.llm.engine import LLMParams
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def share_server_slots(llm: LLMParams, n_tasks: int) -> tuple[LLMParams, str | N
     where they would time out and be sent again. (llm, note for the stage result)."""
     if llm.engine != "openai":
         return llm, None
-    from webscale_rl.udfs.http_concurrency import server_slots
-    from webscale_rl.udfs.llm_engine import resolve_api_key
+    from webscale_rl.udfs.llm.engine import resolve_api_key
+    from webscale_rl.udfs.llm.http_concurrency import server_slots
 
     key = resolve_api_key(llm)
     slots = server_slots(llm.base_url, {"Authorization": f"Bearer {key}"} if key else {})

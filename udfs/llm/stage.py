@@ -30,11 +30,11 @@ from pyspark.accumulators import AccumulatorParam
 
 from webscale_rl.errors import ConfigError
 from webscale_rl.reject_reasons import engine_failure_reason
-from webscale_rl.udfs.llm_engine import LLMParams, get_engine, sampling_for
-from webscale_rl.udfs.llm_placement import StageEngine, gpu_profile, share_server_slots, stage_llm
-from webscale_rl.udfs.llm_tasks import TaskParams, build_request, parse_response
-from webscale_rl.udfs.llm_types import TASKS, LLMRequest, LLMResponse
-from webscale_rl.udfs.prompts import prompt_version
+from webscale_rl.udfs.llm.engine import LLMParams, get_engine, sampling_for
+from webscale_rl.udfs.llm.interface import TASKS, LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.placement import StageEngine, gpu_profile, share_server_slots, stage_llm
+from webscale_rl.udfs.llm.prompts import prompt_version
+from webscale_rl.udfs.llm.tasks import TaskParams, build_request, parse_response
 
 STATUS_COLUMNS = ("_reject_reason", "_reject_detail", "_row_id")
 BAD_INPUT = "bad_input"

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.interface import LLMRequest, LLMResponse
 
 CHARS_PER_TOKEN = 4
 TEMPLATE_TOKENS_PER_MESSAGE = 4

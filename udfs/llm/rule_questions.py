@@ -8,8 +8,8 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from webscale_rl.udfs import qa_checks
-from webscale_rl.udfs.rule_text import (
+from webscale_rl.udfs.llm import qa_checks
+from webscale_rl.udfs.llm.rule_text import (
     PRONOUN_STARTS,
     STOPWORDS,
     content_words,
@@ -18,7 +18,7 @@ from webscale_rl.udfs.rule_text import (
 )
 
 if TYPE_CHECKING:  # engine_rules imports this module
-    from webscale_rl.udfs.engine_rules import RuleEngineParams
+    from webscale_rl.udfs.llm.engine_rules import RuleEngineParams
 
 _MONTH = (
     r"(?:January|February|March|April|May|June|July|August|September|October|November|December"

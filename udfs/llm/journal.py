@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from webscale_rl.udfs.llm_types import Engine, LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.interface import Engine, LLMRequest, LLMResponse
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def clean_text(text: str) -> str:
 
 
 def detect_lang(text: str) -> tuple[str | None, float | None]:
-    from webscale_rl.udfs.langid import detect_language
+    from webscale_rl.udfs.text.langid import detect_language
 
     lang, score = detect_language(text)
     return lang, float(score)

@@ -7,9 +7,9 @@ import datetime as dt
 import webscale_rl
 from webscale_rl import tables
 from webscale_rl.config import Config
-from webscale_rl.udfs.dataset_card import CardFacts, ExportSettings, PublishParams
-from webscale_rl.udfs.export_formats import SPLITS
-from webscale_rl.udfs.table_versions import commit_info, version_at
+from webscale_rl.udfs.publish.dataset_card import CardFacts, ExportSettings, PublishParams
+from webscale_rl.udfs.publish.export_formats import SPLITS
+from webscale_rl.udfs.publish.table_versions import commit_info, version_at
 
 OUTPUT = "qa"
 # Pipeline tables from documents to QA, for the card's funnel.

@@ -31,11 +31,11 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webscale_rl.udfs import qa_checks
-from webscale_rl.udfs.llm_types import LLMRequest, LLMResponse
-from webscale_rl.udfs.prompts import resource_dir
-from webscale_rl.udfs.rule_questions import NoCandidate, find_spans, generate_qa, qa_candidates
-from webscale_rl.udfs.rule_text import content_words, looks_like_instruction, split_sentences
+from webscale_rl.udfs.llm import qa_checks
+from webscale_rl.udfs.llm.interface import LLMRequest, LLMResponse
+from webscale_rl.udfs.llm.prompts import resource_dir
+from webscale_rl.udfs.llm.rule_questions import NoCandidate, find_spans, generate_qa, qa_candidates
+from webscale_rl.udfs.llm.rule_text import content_words, looks_like_instruction, split_sentences
 
 # find_spans and qa_candidates are read from here by tests, fakes and benchmarks.
 __all__ = [

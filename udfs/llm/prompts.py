@@ -17,7 +17,7 @@ import re
 from functools import cache
 from importlib.resources import files
 
-from webscale_rl.udfs.llm_types import TASKS
+from webscale_rl.udfs.llm.interface import TASKS
 
 # The template each task uses now; earlier versions stay beside it, and every row records the
 # hash of the one it was made with (`prompt_version`).

@@ -1,0 +1,1 @@
+"""Decontamination against eval benchmarks: the benchmark files, n-gram overlap, near matches."""

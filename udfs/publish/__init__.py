@@ -1,0 +1,1 @@
+"""Publishing: the trainer export formats and writer, the dataset card, domain caps, Delta versions."""

@@ -1,0 +1,1 @@
+"""Text filters and near-duplicate detection: language id, heuristic quality rules, MinHash-LSH."""
