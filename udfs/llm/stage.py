@@ -25,14 +25,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pyspark.accumulators import AccumulatorParam
 
 from webscale_rl.errors import ConfigError
 from webscale_rl.reject_reasons import engine_failure_reason
 from webscale_rl.udfs.llm.engine import LLMParams, get_engine, sampling_for
 from webscale_rl.udfs.llm.interface import TASKS, LLMRequest, LLMResponse
-from webscale_rl.udfs.llm.placement import StageEngine, gpu_profile, share_server_slots, stage_llm
+from webscale_rl.udfs.llm.placement import (
+    LLM_STAGES,
+    StageEngine,
+    gpu_profile,
+    share_server_slots,
+    stage_llm,
+)
 from webscale_rl.udfs.llm.prompts import prompt_version
 from webscale_rl.udfs.llm.tasks import TaskParams, build_request, parse_response
 
@@ -40,11 +46,10 @@ STATUS_COLUMNS = ("_reject_reason", "_reject_detail", "_row_id")
 BAD_INPUT = "bad_input"
 
 
-class LLMStageParams(BaseModel):
-    """How the LLM stages are laid out on Spark, and each stage's engine over `llm`."""
+class _StageLayout(BaseModel):
+    """How the LLM stages are laid out on Spark; LLMStageParams adds each stage's engine."""
 
     model_config = ConfigDict(extra="forbid")
-
     commit_chunks: int = Field(
         4,
         ge=1,
@@ -61,15 +66,24 @@ class LLMStageParams(BaseModel):
         "a row in the same task and the same journal folder: keep it fixed across reruns. "
         "Default: the cluster's default parallelism.",
     )
-    annotate: StageEngine = Field(
-        default_factory=StageEngine, description="The annotate stage's engine over `llm`."
-    )
-    generate: StageEngine = Field(
-        default_factory=StageEngine, description="The generate stage's engine over `llm`."
-    )
-    verify: StageEngine = Field(
-        default_factory=StageEngine, description="The verify stage's engine over `llm`."
-    )
+
+
+# One `<stage>: StageEngine` field per stage declared `llm` in webscale_rl/stages.py, so a new LLM
+# stage gets its `llm_stages.<stage>.llm.*` settings without touching this file.
+LLMStageParams = create_model(
+    "LLMStageParams",
+    __base__=_StageLayout,
+    __doc__="How the LLM stages are laid out on Spark, and each stage's engine over `llm`.",
+    **{
+        name: (
+            StageEngine,
+            Field(
+                default_factory=StageEngine, description=f"The {name} stage's engine over `llm`."
+            ),
+        )
+        for name in LLM_STAGES
+    },
+)
 
 
 def stage_params(cfg) -> LLMStageParams:
