@@ -3,7 +3,8 @@
 Everything that needs to know the stages reads `STAGES` here: the runner (jobs/pipeline.py), the
 CLI's stage choices, the table names (`TableNames` in config.py is built from the declared
 output tables), the LLM stages (udfs/llm/placement.LLM_STAGES) with their `llm_stages.<stage>`
-settings, and the deploy checks. Each job module takes its `NAME`, `INPUT`, `OUTPUT` and `KEY` from its declaration (`DECL = declared(...)`).
+settings, and the deploy checks. Each job module takes its `NAME`, `INPUT`, `OUTPUT` and `KEY`
+from its declaration (`DECL = declared(...)`).
 
 It sits in the package core and imports nothing of jobs/ or udfs/ (config.py imports it), and no
 Spark: the output schema is looked up in schemas/tables.py only when asked for.
