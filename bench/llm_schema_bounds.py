@@ -2,7 +2,7 @@
 
 SmolLM2-135M-Instruct (the bundled GGUF, served by llama.cpp through `webscale_rl.local_model`)
 answers each of the four LLM tasks for the shipped sample pages twice: with the schemas as
-`llm_tasks.task_schema` builds them (every string has a maxLength) and with those bounds
+`udfs/llm/schemas.task_schema` builds them (every string has a maxLength) and with those bounds
 removed (the schemas as they were before: strings without maxLength; the personas list kept its
 maxItems). Inputs for generate and verify come from the rule engine (domain, first persona, its
 QA pair), so only the schema differs between the two runs. Prints, per task and variant, the

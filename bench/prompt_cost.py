@@ -1,7 +1,7 @@
 """Prompt tokens per accepted QA pair, the share of them that is a shared prefix, and a cost
 estimate per million QA pairs.
 
-The three LLM stages run in process (pandas level, `llm_stage.transform_batch`) over the
+The three LLM stages run in process (pandas level, `udfs/llm/stage.transform_batch`) over the
 shipped sample corpus with the rule engine's answers, and every request is recorded. Tokens
 are estimated as characters / 4 (+4 per chat message), as `SimulatedEngine` does; no tokenizer
 is downloaded. Shared prefix: per request, the longest prefix (of its rendered messages) it has

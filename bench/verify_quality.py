@@ -4,7 +4,7 @@ wrong ones?
 For each sampled question of `../shared/data/qa_gold/xquad_en_half.json`: the pair (question,
 gold answer) should be kept; the same question with the gold answer of another question of the
 same paragraph should be rejected (a grounded but wrong answer: the hard case, since every
-grounding check passes). The whole verify stage runs on both (`llm_stage.transform_batch` with
+grounding check passes). The whole verify stage runs on both (`udfs/llm/stage.transform_batch` with
 verify's spec: the deterministic checks, then the checker), with the rule engine (`rules`) or
 SmolLM2-135M-Instruct on the local llama.cpp server (`model`). Prints kept-correct (recall),
 rejected-wrong (specificity), accuracy, and reject reasons.
