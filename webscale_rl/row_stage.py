@@ -69,6 +69,29 @@ def result_schema(schema):
     )
 
 
+def nothing_pending(spark, todo, out_ref: str, key: str) -> bool:
+    """A rerun's cheap check (the pending anti-join on the key column alone) that no row is
+    left; a first run (no output table yet) goes on, so the table is created even if empty."""
+    from webscale_rl import tables
+
+    return tables.exists(spark, out_ref) and todo.select(key).isEmpty()
+
+
+def chunk_of(column: str, chunks: int):
+    """The commit chunk of a row: a hash of `column`, so rows sharing it commit together."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.col(column)), F.lit(chunks))
+
+
+def layout(todo, group: str, key: str, partitions: int | None, ordered: bool):
+    """Hash-partition the rows on `group` (the same task on every rerun) and, when `ordered`,
+    sort each task's rows by (`group`, `key`) so a group's rows are adjacent in its batches."""
+    if partitions:
+        todo = todo.repartition(partitions, group)
+    return todo.sortWithinPartitions(group, key) if ordered else todo
+
+
 def row_stage(
     spark,
     cfg: Config,
@@ -84,6 +107,7 @@ def row_stage(
     input_schema=None,
     partitions: int | None = None,
     profile=None,
+    group_by: str | None = None,
 ) -> StageResult:
     """Run a per-row stage: skip rows already done, transform the rest, commit each chunk.
 
@@ -92,10 +116,10 @@ def row_stage(
     pending rows are split by a hash of `key` and committed chunk by chunk, so a crash loses at
     most one chunk of work (LLM stages journal even that). `partitions` hash-partitions the
     pending rows on `key`, so a row lands in the same task on every rerun; `profile` is a Spark
-    resource profile (GPUs per task) for the UDF's stage.
+    resource profile (GPUs per task) for the UDF's stage. `group_by` (a column, e.g. `doc_id`)
+    chunks and partitions on that column instead of `key` and orders each task's rows by it, so
+    rows sharing it (one document's personas) reach one engine together.
     """
-    from pyspark.sql import functions as F
-
     from webscale_rl import tables
 
     in_ref = tables.table_ref(cfg, input_logical)
@@ -111,8 +135,11 @@ def row_stage(
     in_version = tables.version(spark, in_ref)
     total = input_df.count()
     todo = tables.pending(spark, cfg, name, input_df, out_ref, key)
-    if partitions:
-        todo = todo.repartition(partitions, key)
+    result = StageResult(stage=name, inputs={in_ref: in_version})
+    if nothing_pending(spark, todo, out_ref, key):
+        chunks = 0  # a rerun with nothing left: no staging, no commit
+    group = group_by or key
+    todo = layout(todo, group, key, partitions, ordered=group_by is not None)
     out_schema = result_schema(schema)
     udf_options = {"profile": profile} if profile is not None else {}
 
@@ -120,11 +147,8 @@ def row_stage(
         for batch in batches:
             yield transform(batch)
 
-    result = StageResult(stage=name, inputs={in_ref: in_version})
     for i in range(chunks):
-        part = (
-            todo if chunks == 1 else todo.where(F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == i)
-        )
+        part = todo if chunks == 1 else todo.where(chunk_of(group, chunks) == i)
         counts = tables.commit_results(
             spark,
             cfg,
@@ -133,6 +157,7 @@ def row_stage(
             out_ref,
             schema,
             key=key,
+            rows_pending=True,
         )
         result.rows_in += counts.rows_in
         result.rows_out += counts.rows_out

@@ -234,14 +234,17 @@ def commit_results(
     key: str,
     doc_id_col: str | None = "doc_id",
     partition_by: list[str] | None = None,
+    rows_pending: bool = False,
 ) -> CommitCounts:
     """Write a stage's results once, then split them into its output table and `rejects`.
 
     `results` holds the output schema's columns plus `_row_id` (the input row's id),
     `_reject_reason` (null when kept) and `_reject_detail`. Kept rows sharing a key beyond the
     first (by `_row_id`) are rejected as `duplicate_id`, so every input row is accounted for.
+    A table with nothing to add is not written at all: no version, no orphan data file.
+    `rows_pending`: the results come from rows not in the output yet (`pending`), so checking
+    for new keys before the merge would only repeat the merge's own read of the table.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     set_commit_metadata(spark, cfg, stage)
@@ -250,48 +253,100 @@ def commit_results(
     staged = results.select(*keep_cols, *STATUS_COLUMNS)
     staged.write.format("delta").mode("overwrite").save(stage_ref)
     _crash_point(stage, "staged")
+    refs = [stage_ref]
     try:
         staged = spark.read.format("delta").load(stage_ref)
-        first = Window.partitionBy(key).orderBy(F.col(ROW_ID))
-        ranked = staged.withColumn(
-            "_rank",
-            F.when(F.col(REJECT_REASON).isNull(), F.row_number().over(first)).otherwise(F.lit(1)),
-        )
-        ranked = ranked.withColumn(
-            REJECT_REASON,
-            F.when(F.col("_rank") > 1, F.lit("duplicate_id")).otherwise(F.col(REJECT_REASON)),
-        ).withColumn(
-            REJECT_DETAIL,
-            F.when(
-                F.col("_rank") > 1, F.concat(F.lit(f"same {key} as an earlier row: "), F.col(key))
-            ).otherwise(F.col(REJECT_DETAIL)),
-        )
-        counts = _count(ranked)
-        rejected = _as_rejects(
-            ranked.where(F.col(REJECT_REASON).isNotNull()), cfg, stage, doc_id_col
-        )
+        counts, unique = _count(staged, key)
+        if not unique:
+            # Only here (ingest: the same page twice) do full rows go through a window, once.
+            refs.append(staging_ref(cfg, stage))
+            staged = _restage_ranked(spark, staged, key, refs[-1])
+            counts, _ = _count(staged, key)
         # Rejects before the output: a crash between the two leaves a kept row in neither, so
         # the rerun redoes it; it is never left both kept and (stale) rejected.
-        redo = reasons.redo_ids(spark, cfg, stage)
-        if redo is None:
-            write_rejects(spark, cfg, rejected, n_rows=counts.rejected)
-        else:
-            kept_again = ranked.where(F.col(REJECT_REASON).isNull()).join(
-                redo.withColumnRenamed("row_id", ROW_ID), ROW_ID, "left_semi"
-            )
-            outcome = rejected.unionByName(_as_rejects(kept_again, cfg, stage, doc_id_col))
-            reasons.supersede_rejects(spark, cfg, stage, outcome)
+        _commit_rejects(spark, cfg, stage, staged, counts, doc_id_col)
         _crash_point(stage, "rejects")
-        kept = conform(ranked.where(F.col(REJECT_REASON).isNull()), schema)
-        inserted = merge_new(
-            spark, output_ref, kept, schema, [key], partition_by, n_rows=counts.rows_out
-        )
+        kept = conform(staged.where(F.col(REJECT_REASON).isNull()), schema)
+        check = not rows_pending
+        inserted = _commit_kept(spark, output_ref, kept, schema, key, partition_by, counts, check)
         counts.skipped = counts.rows_out - inserted
         counts.rows_out = inserted
         _crash_point(stage, "output")
     finally:
-        drop_path(spark, stage_ref)
+        for ref in refs:
+            drop_path(spark, ref)
     return counts
+
+
+def _count(staged, key: str) -> tuple[CommitCounts, bool]:
+    """Rows by reject reason, and whether the kept rows' keys are unique: one aggregation over
+    two narrow columns (the staged table is Parquet, so `text` is never read)."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        staged.groupBy(F.col(REJECT_REASON))
+        .agg(F.count(F.lit(1)).alias("n"), F.countDistinct(F.col(key)).alias("keys"))
+        .collect()
+    )
+    counts, unique = CommitCounts(), True
+    for reason, n, keys in rows:
+        counts.rows_in += n
+        if reason is None:
+            counts.rows_out += n
+            unique = keys == n  # a null key counts as a duplicate: the window decides
+        else:
+            counts.rejects[reason] = n
+    return counts, unique
+
+
+def _restage_ranked(spark, staged, key: str, ref: str):
+    """The staged rows with every kept row beyond the first of its key (by `_row_id`) rejected
+    as `duplicate_id`, written once to `ref` and read back."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first = Window.partitionBy(key).orderBy(F.col(ROW_ID))
+    rank = F.when(F.col(REJECT_REASON).isNull(), F.row_number().over(first)).otherwise(F.lit(1))
+    dup = F.col("_rank") > 1
+    ranked = (
+        staged.withColumn("_rank", rank)
+        .withColumn(
+            REJECT_REASON, F.when(dup, F.lit("duplicate_id")).otherwise(F.col(REJECT_REASON))
+        )
+        .withColumn(
+            REJECT_DETAIL,
+            F.when(dup, F.concat(F.lit(f"same {key} as an earlier row: "), F.col(key))).otherwise(
+                F.col(REJECT_DETAIL)
+            ),
+        )
+        .drop("_rank")
+    )
+    ranked.write.format("delta").mode("overwrite").save(ref)
+    return spark.read.format("delta").load(ref)
+
+
+def _commit_rejects(spark, cfg: Config, stage: str, staged, counts, doc_id_col) -> None:
+    """Merge the stage's new rejects into `rejects`, or supersede the ones this run redid."""
+    from pyspark.sql import functions as F
+
+    rejected = _as_rejects(staged.where(F.col(REJECT_REASON).isNotNull()), cfg, stage, doc_id_col)
+    redo = reasons.redo_ids(spark, cfg, stage) if counts.rows_in else None
+    if redo is None:
+        write_rejects(spark, cfg, rejected, n_rows=counts.rejected, stage=stage)
+        return
+    kept_again = staged.where(F.col(REJECT_REASON).isNull()).join(
+        redo.withColumnRenamed("row_id", ROW_ID), ROW_ID, "left_semi"
+    )
+    outcome = rejected.unionByName(_as_rejects(kept_again, cfg, stage, doc_id_col))
+    reasons.supersede_rejects(spark, cfg, stage, outcome)
+
+
+def _commit_kept(spark, ref: str, kept, schema, key, partition_by, counts, check: bool) -> int:
+    """Insert the kept rows the output table does not have yet; the number inserted."""
+    if check and counts.rows_out and exists(spark, ref):
+        if not has_new_keys(spark, ref, kept, [key]):
+            return 0  # a rerun over rows already committed (ingest reads its input again)
+    return merge_new(spark, ref, kept, schema, [key], partition_by, n_rows=counts.rows_out)
 
 
 def _as_rejects(df, cfg: Config, stage: str, doc_id_col: str | None):
@@ -309,25 +364,23 @@ def _as_rejects(df, cfg: Config, stage: str, doc_id_col: str | None):
     )
 
 
-def _count(ranked) -> CommitCounts:
-    from pyspark.sql import functions as F
-
-    rows = ranked.groupBy(F.col(REJECT_REASON)).count().collect()
-    counts = CommitCounts()
-    for reason, n in rows:
-        counts.rows_in += n
-        if reason is None:
-            counts.rows_out += n
-        else:
-            counts.rejects[reason] = n
-    return counts
-
-
-def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n_rows=None) -> int:
+def merge_new(
+    spark,
+    ref: str,
+    df,
+    schema,
+    keys: list[str],
+    partition_by=None,
+    n_rows=None,
+    target_filter: str | None = None,
+) -> int:
     """Insert rows whose keys are not in the table yet; returns the number of rows inserted.
 
     A missing table is created by a plain write of `df` (no merge needed; `n_rows` is its known
     row count). If another run creates it first, Delta refuses our version 0 and we merge.
+    `n_rows=0` on an existing table writes nothing: an insert-only merge of nothing would still
+    write a data file it never commits. `target_filter` (a literal condition on `t`, e.g. one
+    partition) limits the target files the merge reads.
     """
     if n_rows is not None and not exists(spark, ref):
         writer = df.write.format("delta").mode("errorifexists")
@@ -340,8 +393,10 @@ def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n
             # Another run created the table first: merge into it instead.
             if not (is_conflict(err) or exists(spark, ref)):
                 raise
+    elif n_rows == 0:
+        return 0
     create_if_missing(spark, ref, schema, partition_by)
-    cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    cond = " AND ".join([*([target_filter] if target_filter else []), *key_match(keys)])
     table = delta_table(spark, ref)
     metrics = retry_on_conflict(
         lambda: table.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
@@ -352,6 +407,16 @@ def merge_new(spark, ref: str, df, schema, keys: list[str], partition_by=None, n
         return int(row["num_inserted_rows"])
     hist = table.history(1).select("operationMetrics").first()
     return int((hist[0] or {}).get("numTargetRowsInserted", 0))
+
+
+def key_match(keys: list[str]) -> list[str]:
+    return [f"t.`{k}` = s.`{k}`" for k in keys]
+
+
+def has_new_keys(spark, ref: str, df, keys: list[str]) -> bool:
+    """Whether `df` holds a key the table lacks: an anti-join of the key columns only."""
+    fresh = df.select(*keys).join(read(spark, ref).select(*keys), on=keys, how="left_anti")
+    return not fresh.isEmpty()
 
 
 def is_conflict(err: BaseException) -> bool:
@@ -370,9 +435,20 @@ def retry_on_conflict(action, attempts: int = CONFLICT_ATTEMPTS):
             time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))
 
 
-def write_rejects(spark, cfg: Config, rejected, n_rows: int | None = None) -> int:
+def write_rejects(
+    spark, cfg: Config, rejected, n_rows: int | None = None, stage: str | None = None
+) -> int:
+    """Merge reject rows on (stage, row_id). With `stage` (all rows are that stage's) the merge
+    names it as a literal, so Delta reads only that partition of `rejects`, not every stage's."""
     ref = table_ref(cfg, "rejects")
-    return merge_new(spark, ref, rejected, REJECTS, ["stage", "row_id"], ["stage"], n_rows=n_rows)
+    target = None
+    if stage is not None:
+        if not reasons.STAGE_NAME.match(stage):
+            raise WebscaleError(f"stage name {stage!r} is not a safe identifier")
+        target = f"t.stage = '{stage}'"
+    return merge_new(
+        spark, ref, rejected, REJECTS, ["stage", "row_id"], ["stage"], n_rows, target_filter=target
+    )
 
 
 def overwrite(spark, cfg: Config, stage: str, ref: str, df, schema, skipped=None) -> None:

@@ -53,17 +53,18 @@ class _StageLayout(BaseModel):
     commit_chunks: int = Field(
         4,
         ge=1,
-        description="Pending rows are split by a hash of their key into this many chunks, each "
-        "committed to Delta as it completes: a crash loses at most the chunk in flight, and the "
-        "response journal saves even that. More chunks = finer resume points, more commits; "
-        "on a cluster use enough that one chunk is an hour or less of engine time.",
+        description="Pending rows are split by a hash of their document id into this many "
+        "chunks, each committed to Delta as it completes: a crash loses at most the chunk in "
+        "flight, and the response journal saves even that. More chunks = finer resume points, "
+        "more commits; on a cluster use enough that one chunk is an hour or less of engine time.",
     )
     tasks: int | None = Field(
         None,
         ge=1,
         description="Spark tasks per chunk, i.e. engine instances at work at once (one per GPU "
-        "for vllm). Rows are hash-partitioned on their key into this many tasks, so a rerun puts "
-        "a row in the same task and the same journal folder: keep it fixed across reruns. "
+        "for vllm). Rows are hash-partitioned on their document id into this many tasks (one "
+        "document's rows together, in order, for the engine's prefix cache), so a rerun puts a "
+        "row in the same task and the same journal folder: keep it fixed across reruns. "
         "Default: the cluster's default parallelism.",
     )
 
@@ -342,6 +343,13 @@ def stage_metrics(meter: dict, rows_out: int, seconds: float) -> dict[str, float
     return metrics
 
 
+def group_column(input_df) -> str | None:
+    """Rows are grouped by document: the prompts put the document first, so its personas sent
+    to one engine back to back share the prompt prefix (vLLM's prefix cache), and one
+    document's requests share a task and journal folder. Keyed by row when there is none."""
+    return "doc_id" if "doc_id" in input_df.columns else None
+
+
 def run_llm_stage(
     spark,
     cfg,
@@ -378,9 +386,10 @@ def run_llm_stage(
         transform=lambda pdf: transform_batch(pdf, ctx),
         chunks=params.commit_chunks,
         input_df=input_df,
-        # Hash layout on the key: a row lands in the same task (journal folder) on every rerun.
+        # Hash layout: a row lands in the same task (journal folder) on every rerun.
         partitions=n_tasks,
         profile=profile,
+        group_by=group_column(input_df),
     )
     result.metrics.update(stage_metrics(meter.value, result.rows_out, time.time() - began))
     result.notes.append(
