@@ -2,7 +2,9 @@
 
 Parsing is distributed: the driver only lists files and checks their format; each Spark task
 opens its files and parses them. Unreadable records go to `rejects` with a reason. Re-ingesting
-the same input adds no rows (ids are deterministic and the commit is insert-only).
+the same input adds no rows (ids are deterministic and the commit is insert-only), and an input
+already ingested and unchanged since (same size and modification time, or Delta version) is not
+read at all: udfs/read/ingested_inputs.py records each input once its rows are committed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from webscale_rl.files import expand, format_from_name, has_delta_log, is_local,
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas.tables import DOCUMENTS
 from webscale_rl.stages import declared
+from webscale_rl.udfs.read import ingested_inputs
 
 DECL = declared("ingest")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
@@ -196,8 +199,9 @@ def _storable(value):
     return value.encode("utf-8", errors="replace").decode("utf-8")
 
 
-def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
-    """A DataFrame of raw records (RAW_DDL) for any supported format."""
+def raw_records(spark, cfg: Config, fmt: str, files: list[str], versions=None):
+    """A DataFrame of raw records (RAW_DDL) for any supported format; `versions` pins Delta
+    inputs (path -> version)."""
     from pyspark.sql import functions as F
 
     if fmt in ("warc", "wet"):
@@ -214,8 +218,23 @@ def raw_records(spark, cfg: Config, fmt: str, files: list[str]):
         # Spark's text reader keeps invalid UTF-8 bytes; hand the parser bytes, not strings
         lines = lines.withColumn("value", F.col("value").cast("binary"))
         return lines.mapInPandas(_jsonl_parser(cfg), RAW_DDL)
-    df = spark.read.format("delta").load(files[0]) if fmt == "delta" else spark.read.parquet(*files)
-    return _table_records(df, cfg, fmt, files)
+    if fmt == "parquet":
+        return _table_records(spark.read.parquet(*files), cfg, fmt, files)
+    return _delta_records(spark, cfg, files, versions or {})
+
+
+def _delta_records(spark, cfg: Config, paths: list[str], versions: dict[str, int]):
+    """Every Delta table named, each at the version ingest stamped (`versions`), so a commit to
+    the input while we read is left for the next run rather than read unrecorded."""
+    from functools import reduce
+
+    parts = []
+    for path in paths:
+        reader = spark.read.format("delta")
+        if path in versions:
+            reader = reader.option("versionAsOf", versions[path])
+        parts.append(_table_records(reader.load(path), cfg, "delta", [path]))
+    return reduce(lambda a, b: a.unionByName(b), parts)
 
 
 def _table_records(df, cfg: Config, fmt: str, files: list[str]):
@@ -267,10 +286,29 @@ def documents_schema_ddl() -> str:
     )
 
 
-def run(spark, cfg: Config) -> StageResult:
-    patterns = input_patterns(cfg)
-    fmt, files = resolve_format(spark, cfg, patterns)
-    raw = raw_records(spark, cfg, fmt, files)
+def input_stamps(spark, fmt: str, files: list[str]) -> dict[str, str]:
+    if fmt == "delta":
+        return ingested_inputs.delta_stamps(spark, files)
+    return ingested_inputs.file_stamps(spark, files)
+
+
+def inputs_to_read(spark, cfg: Config, fmt: str, files: list[str]):
+    """(inputs this run reads, stamps of every input): an input recorded as ingested with the
+    same stamp and options is skipped before any per-record work. With `retry_rejects` set all
+    are read: redoing rejected records means reading them again."""
+    stamps = input_stamps(spark, fmt, files)
+    done = set() if cfg.retry_rejects else ingested_inputs.already_ingested(spark, cfg, stamps)
+    return [f for f in files if f not in done], stamps
+
+
+def ingest_inputs(spark, cfg: Config, fmt: str, todo: list[str], stamps, out_ref: str):
+    """Read, convert and commit `todo`, then record them as ingested; the commit's counts."""
+    versions = (
+        {p: ingested_inputs.stamp_version(stamps[p]) for p in todo if p in stamps}
+        if fmt == "delta"
+        else None
+    )
+    raw = raw_records(spark, cfg, fmt, todo, versions)
     max_chars, run_id = cfg.ingest.max_text_chars, cfg.run_id
 
     def convert(batches):
@@ -280,18 +318,44 @@ def run(spark, cfg: Config) -> StageResult:
             yield to_documents(batch, max_chars, run_id)
 
     results = raw.mapInPandas(convert, documents_schema_ddl())
+    counts = tables.commit_results(spark, cfg, NAME, results, out_ref, DOCUMENTS, key="doc_id")
+    # Only now, with their rows committed, do the inputs count as ingested: a crash before this
+    # leaves them unrecorded and the next run reads them again (the merge adds nothing twice).
+    recorded = {p: stamps[p] for p in todo if p in stamps}
+    if counts.rejects.get("unreadable_file"):
+        for path in ingested_inputs.unreadable_files(spark, cfg, NAME, list(recorded)):
+            recorded.pop(path, None)
+    ingested_inputs.record(spark, cfg, fmt, recorded)
+    return counts
+
+
+def run(spark, cfg: Config) -> StageResult:
+    patterns = input_patterns(cfg)
+    fmt, files = resolve_format(spark, cfg, patterns)
+    todo, stamps = inputs_to_read(spark, cfg, fmt, files)
     out_ref = tables.table_ref(cfg, OUTPUT)
     before = tables.version(spark, out_ref)
-    counts = tables.commit_results(spark, cfg, NAME, results, out_ref, DOCUMENTS, key="doc_id")
+    if todo:
+        counts = ingest_inputs(spark, cfg, fmt, todo, stamps, out_ref)
+    else:  # every input was ingested before and is unchanged: no record is read
+        counts = tables.CommitCounts()
+    skipped_files = len(files) - len(todo)
     result = StageResult.from_counts(
         NAME,
         counts,
         spark,
         {p: None for p in files[:50]},
         out_ref,
-        metrics={"input_files": len(files)},
+        metrics={
+            "input_files": len(files),
+            "input_files_read": len(todo),
+            "input_files_skipped": skipped_files,
+        },
     )
-    result.notes.append(f"format={fmt} files={len(files)} table_version_before={before}")
+    result.notes.append(
+        f"format={fmt} files={len(files)} read={len(todo)} "
+        f"skipped(ingested before, unchanged)={skipped_files} table_version_before={before}"
+    )
     return result
 
 
