@@ -22,6 +22,7 @@ benchmarks use ("Which of the following ...", "What is the name of the ...", wor
 default config. Throughput is QA rows per second on one core over the clean set, the common case.
 
     .venv/bin/python bench/decontam_quality.py [--per-benchmark 120] [--scale 300000]
+        [--show-misses embedded]
 """
 
 from __future__ import annotations
@@ -303,11 +304,25 @@ def scaled_index(items, target: int, params: DecontamParams, seed: int):
     return index, time.process_time() - start
 
 
+def show_misses(rows, kind: str, decide) -> None:
+    """The planted rows of one kind that are kept, with the item they came from."""
+    missed = [r for r in rows if r["kind"] == kind and decide(r) is None]
+    print(f"\n{kind} rows kept: {len(missed)}")
+    for r in missed:
+        print(f"  {r['benchmark']} {r['item_id']} [{r['rule'] or kind}]: {r['question'][:160]!r}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--per-benchmark", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=int, default=0, help="also time an index of N texts")
+    ap.add_argument(
+        "--show-misses",
+        metavar="KIND",
+        choices=["verbatim", "embedded", "edited"],
+        help="print the planted rows of KIND that the default checks keep",
+    )
     args = ap.parse_args(argv)
 
     params = DecontamParams()
@@ -354,6 +369,8 @@ def main(argv=None) -> int:
         if (m := after(r)) is not None:
             methods[m.method] += 1
     print(f"planted removals by method: {dict(methods)}")
+    if args.show_misses:
+        show_misses(rows, args.show_misses, after)
 
     print("\n| clean set | QA pairs | removed before | removed after |\n|---|---|---|---|")
     all_clean = [(name, qa) for name, qas in clean.items() for qa in qas]

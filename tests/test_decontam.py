@@ -264,6 +264,51 @@ def test_short_item_inside_a_longer_question_is_contained(root, full):
     assert (hit.benchmark, hit.item_id, hit.method) == ("gsm8k", "1", "exact_ngram")
 
 
+def test_short_generic_item_as_whole_sentences_of_the_question_is_contained(root, full):
+    """Items too generic or short for the near index (an MMLU stem, an arithmetic prompt whose
+    content is its symbols) are found when a lead-in and an instruction surround them."""
+    stem = jsonl(root / "mmlu_stem/test.jsonl", 2363)["question"]
+    sums = jsonl(root / "mmlu_stem/test.jsonl", 2462)["question"]
+    assert stem == "Which of the following is a true statement?"
+    assert sums == "−4 +  ( −3 )="
+    assert not full.near.is_specific(canonical_tokens(stem))
+    for row, item in ((2363, stem), (2462, sums)):
+        qa = {"question": f"Here is a question from the quiz: {item} Give a short answer."}
+        hit = full.find({**qa, "answer": "7"})
+        assert hit is not None, item
+        assert (hit.benchmark, hit.item_id, hit.method) == ("mmlu_stem", str(row), "containment")
+        assert hit.score == 1.0 and hit.checked == "question"
+    # The same words inside a sentence, or other symbols, are another question.
+    kept = [
+        "Which of the following is a true statement about the harbour tunnel?",
+        "Here is a quiz: −4 + ( −3 ) × 2 = Give a short answer.",
+        "Here is a quiz: 4 + 3 = Give a short answer.",
+    ]
+    for question in kept:
+        assert full.find({"question": question, "answer": "7"}) is None, question
+
+
+def test_whole_sentences_distinguish_items_by_their_brackets(root, full):
+    a = bbh(root, "boolean_expressions", 0)
+    assert a == "not ( True ) and ( True ) is"
+    hit = full.find({"question": f"Logic warm-up. {a}?", "answer": "x"})
+    assert hit.item_id == "boolean_expressions/examples[0].input", hit
+    moved = "( not True ) and ( True ) is"  # the same words, brackets moved: in no benchmark
+    assert full.find({"question": f"Logic warm-up. {moved}?", "answer": "x"}) is None
+
+
+def test_answers_are_not_compared_with_sentences(root, full):
+    rows = [json.loads(line) for line in open(root / "math500/test.jsonl")]
+    assert "(a+5)(b+2)" in {r["answer"] for r in rows}
+    # A generated answer may equal a benchmark's short answer: the answer column is not a
+    # sentence field (decontam.near.sentence_fields), so only the question's sentences count.
+    qa = {"question": "What factored form is printed on the poster?", "answer": "(a+5)(b+2)"}
+    assert full.find(qa) is None
+    params = DecontamParams(near=NearMatchParams(sentence_fields=["question", "answer"]))
+    items = [("math500", "431", "(a+5)(b+2)", True)]
+    assert DecontamIndex(items, params).find(qa).method == "containment"
+
+
 def test_light_edits_are_near_matches_with_item_and_score(root, full):
     mbpp = [json.loads(line) for line in open(root / "mbpp/mbpp.jsonl")]
     texts = {r["task_id"]: r["text"] for r in mbpp}
@@ -336,6 +381,7 @@ def test_params_defaults_and_checks():
     p = DecontamParams()
     assert p.n == 13 and p.check_fields == [["question"], ["question", "answer"]]
     assert (p.near.enabled, p.near.threshold, p.near.min_words) == (True, 0.8, 4)
+    assert p.near.sentence_fields == ["question"]
     spec = BenchmarkSpec(name="a", path="a.jsonl", fields=["q"])
     with pytest.raises(ValidationError, match="unique"):
         DecontamParams(benchmarks=[spec, spec])
@@ -357,8 +403,8 @@ def test_quality_floor_on_planted_and_clean_sets(full):
         chosen = [r for r in rows if r["kind"] == kind]
         return sum(full.find(r) is not None for r in chosen) / len(chosen)
 
-    # Measured on 1,030 items per kind: 100%, 99.8%, 96.8%.
-    assert removed("verbatim") == 1.0
-    assert removed("embedded") >= 0.97 and removed("edited") >= 0.92
+    # Measured on 1,030 items per kind: 100%, 100%, 96.8%.
+    assert removed("verbatim") == 1.0 and removed("embedded") == 1.0
+    assert removed("edited") >= 0.92
     clean = bench.xquad_questions() + bench.generic_questions()
     assert sum(full.find(qa) is not None for qa in clean) <= 0.01 * len(clean)

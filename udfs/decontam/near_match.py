@@ -78,6 +78,19 @@ class NearMatchParams(BaseModel):
         'log) are generic phrasing ("Which of the following is a true statement?" weighs 13) '
         "and are only compared whole; the words a near match holds must weigh this much too.",
     )
+    sentence_fields: list[str] = Field(
+        default_factory=lambda: ["question"],
+        description="QA columns whose sentences are compared whole with the short and generic "
+        "items (a lead-in and an instruction around a copied MMLU question). The answer is "
+        'left out: a short benchmark answer ("(a+5)(b+2)") is not a test item.',
+    )
+    sentence_min_words: int = Field(
+        4,
+        ge=1,
+        description="Short and generic items with fewer words and symbols are compared with the "
+        "whole QA text only, not with its sentences. Measured (bench/README.md): at 4 no "
+        'paragraph of 13 MB of real text matches; at 3 short MATH answers ("1-2") do.',
+    )
     window_slack: float = Field(
         0.25,
         ge=0.0,
@@ -188,7 +201,7 @@ class NearIndex:
             ids = [self.vocab[t] for t in toks]
             bag = Counter(ids)
             total = sum(self.weights[t] * c for t, c in bag.items())
-            if len(ids) < p.min_words or total < p.min_weight:
+            if not self._specific(len(ids), total):
                 self.skipped += 1
                 continue
             item = len(self.labels)
@@ -218,6 +231,15 @@ class NearIndex:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _specific(self, n_words: int, total: float) -> bool:
+        return n_words >= self.params.min_words and total >= self.params.min_weight
+
+    def is_specific(self, tokens: Sequence[str]) -> bool:
+        """Whether this index scores these canonical tokens of a benchmark text; False for the
+        short and generic ones it leaves to whole comparisons."""
+        total = sum(self.weights[self.vocab[t]] for t in tokens if t in self.vocab)
+        return self._specific(len(tokens), total)
 
     def item_ids(self, item: int) -> array:
         return self.tokens[self.offsets[item] : self.offsets[item + 1]]

@@ -12,9 +12,12 @@ score (rejects.detail):
 - `near_match`: a window of the QA text holds most of an item's word weight: one or two words
   substituted, inserted or dropped, clauses reordered, digits for number words (udfs/near_match).
 
-Items too short or too generic for the last two ("Which of the following is true?") are only
-compared whole, so generic phrasing alone never removes a row. Both indexes are built once on the
-driver and broadcast; candidate generation is an inverted index, not a scan of the benchmarks.
+Items too short or too generic for near matches ("Which of the following is true?", "−4 + (−3) =")
+are compared whole: with the whole QA text (exact_ngram) and with every run of whole sentences of
+the question (`containment`, udfs/decontam/sentences.py), so a lead-in and an instruction around
+a copied item do not hide it while generic phrasing inside a sentence never removes a row. The
+indexes are built once on the driver and broadcast; candidate generation is an inverted index,
+not a scan of the benchmarks.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from webscale_rl.udfs.decontam.benchmark_files import (  # noqa: F401
     resolve_files,
 )
 from webscale_rl.udfs.decontam.near_match import NearIndex, NearMatchParams, numbers_as_digits
+from webscale_rl.udfs.decontam.sentences import SentenceIndex, content_length, sentence_tokens
 
 # Everything that is neither a word character nor whitespace, plus "_" (which \w keeps). This is
 # the Janitor's string.punctuation deletion made Unicode-aware, so "Janet’s" (curly quote, as
@@ -218,14 +222,14 @@ class DecontamIndex:
         self.n = params.n
         self.check_fields = [list(c) for c in params.check_fields]
         self.ngrams = _ngram_index(items, params.n)
-        self.near = None
+        self.near = self.sentences = None
+        self.sentence_fields = list(params.near.sentence_fields)
         if params.near.enabled:
-            texts = [
-                ((name, item_id), canonical_tokens(text))
-                for name, item_id, text, whole in items
-                if whole
-            ]
+            whole = [((name, item_id), text) for name, item_id, text, w in items if w]
+            texts = [(label, canonical_tokens(text)) for label, text in whole]
             self.near = NearIndex(texts, params.near)
+            min_words = params.near.sentence_min_words
+            self.sentences = _sentence_index(whole, texts, self.near, min_words)
 
     @classmethod
     def build(cls, specs, params: DecontamParams, data_root=DEFAULT_DATA_ROOT, spark=None):
@@ -235,6 +239,7 @@ class DecontamIndex:
         out = {"index_ngrams": len(self.ngrams)}
         if self.near is not None:
             out.update(near_items=len(self.near), near_items_generic=self.near.skipped)
+            out.update(sentence_items=len(self.sentences))
         return out
 
     def find(self, qa: Mapping[str, Any]) -> Match | None:
@@ -253,7 +258,31 @@ class DecontamIndex:
                 name, item_id = self.near.labels[hit.item]
                 method = "containment" if hit.contained else "near_match"
                 return Match(name, item_id, method, hit.score, hit.matched, checked)
+        return self._find_sentences(qa)
+
+    def _find_sentences(self, qa: Mapping[str, Any]) -> Match | None:
+        """A short or generic item that is whole sentences of a sentence field (containment)."""
+        for column in self.sentence_fields:
+            text = qa.get(column)
+            hit = self.sentences.find(text) if isinstance(text, str) else None
+            if hit is not None:
+                (name, item_id), matched = hit
+                return Match(name, item_id, "containment", 1.0, matched, column)
         return None
+
+
+def _sentence_index(whole, canonical, near: NearIndex, min_words: int) -> SentenceIndex:
+    """The items the near index leaves out (short or generic), with at least `min_words` words
+    and symbols: shorter ones ("6", "True", "Neural networks:") are compared with the whole QA
+    text only."""
+    chosen = []
+    for (label, text), (_, canon) in zip(whole, canonical, strict=True):
+        if canon and near.is_specific(canon):
+            continue  # scored by the near index, which finds it contained anywhere
+        toks = sentence_tokens(text)
+        if content_length(toks) >= min_words:
+            chosen.append((label, toks))
+    return SentenceIndex(chosen)
 
 
 def _outermost(texts: list[tuple[str, str]]) -> list[tuple[str, str]]:
