@@ -19,6 +19,7 @@ import argparse
 import importlib
 import sys
 import time
+from contextlib import contextmanager
 
 from webscale_rl.config import Config, load_config
 from webscale_rl.errors import WebscaleError
@@ -88,7 +89,7 @@ def run_stage(spark, cfg: Config, module) -> StageResult:
     """Run one stage inside its nested MLflow run and log its result."""
     from webscale_rl import tracking
 
-    with tracking.stage_run(cfg, module.NAME):
+    with tracking.stage_run(cfg, module.NAME), spark_job_group(spark, module.NAME):
         start = time.time()
         result = module.run(spark, cfg)
         result.seconds = time.time() - start
@@ -98,6 +99,24 @@ def run_stage(spark, cfg: Config, module) -> StageResult:
     for note in result.notes:
         print(f"    {note}", flush=True)
     return result
+
+
+@contextmanager
+def spark_job_group(spark, stage: str):
+    """Label a stage's Spark jobs `webscale-rl:<stage>`, so the Spark UI, its REST API and the
+    event log group a run's jobs by stage."""
+    try:
+        sc = spark.sparkContext
+    except Exception:  # noqa: BLE001 - Spark Connect sessions have no SparkContext
+        yield
+        return
+    sc.setJobGroup(f"webscale-rl:{stage}", f"webscale-rl stage {stage}")
+    try:
+        yield
+    finally:
+        # A null value removes the property, so jobs after the stage carry no stale label.
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
 
 
 def stage_main_for(name: str):
