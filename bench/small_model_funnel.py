@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--personas", type=int, default=3)
     p.add_argument("--fewshot", type=int, default=2)
     p.add_argument("--choices", type=int, default=0, help="tasks.answer_choices")
+    p.add_argument("--focus", action="store_true", help="tasks.focus_fact (needs --choices)")
     p.add_argument("--repeat-penalty", type=float, help="llama.cpp repeat_penalty (extra_body)")
     p.add_argument("--show", type=int, default=0, help="reject details shown per reason")
     args = p.parse_args()
@@ -99,6 +100,7 @@ def main() -> None:
         max_personas=args.personas,
         n_fewshot=args.fewshot,
         answer_choices=args.choices,
+        focus_fact=args.focus,
     )
     docs = [json.loads(x) for x in Path(sample_corpus_path()).read_text().splitlines()]
     docs = pd.DataFrame(
@@ -110,7 +112,7 @@ def main() -> None:
     )
     print(f"pairing: annotate={args.annotate} generate={args.generate} verify={args.verify}; "
           f"{len(docs)} pages, {args.doc_chars} chars, {args.personas} personas, "
-          f"{args.fewshot} demos, {args.choices} answer choices, "
+          f"{args.fewshot} demos, {args.choices} answer choices, focus {args.focus}, "
           f"repeat_penalty {args.repeat_penalty}")  # fmt: skip
     with LocalModelServer(ServerSettings(port=0)) as server:
         model = server.llm_params()

@@ -2,6 +2,7 @@
 repair of near-miss JSON, and questions that carry their background (prompt v2)."""
 
 import json
+import re
 
 import pytest
 
@@ -10,7 +11,13 @@ from webscale_rl.udfs.llm.answer_choices import answer_choices, choice_type
 from webscale_rl.udfs.llm.interface import LLMResponse
 from webscale_rl.udfs.llm.json_reply import extract_json, repair_json
 from webscale_rl.udfs.llm.schemas import QUESTION_MIN_CHARS
-from webscale_rl.udfs.llm.tasks import TaskParams, build_request, parse_response, task_schema
+from webscale_rl.udfs.llm.tasks import (
+    TaskParams,
+    build_request,
+    parse_response,
+    sample_fewshot,
+    task_schema,
+)
 
 DOC = (
     "The Kelso Bay bridge opened to traffic in 1932 after four years of work. It was designed "
@@ -116,3 +123,86 @@ def test_a_statement_is_not_a_question():
     reply = {"question": "The Kelso Bay bridge opened to traffic after four years.", "answer": "1932", "answer_type": "date"}  # fmt: skip
     result = parse_response("generate", LLMResponse("r", json.dumps(reply)), UNIT, TaskParams())
     assert result.reject_reason == "not_a_question"
+
+
+def _focus_request(persona_idx: int, n_fewshot: int = 2):
+    params = TaskParams(answer_choices=10, focus_fact=True, n_fewshot=n_fewshot)
+    return build_request("generate", UNIT | {"persona_idx": persona_idx}, params), params
+
+
+def test_focus_shows_each_persona_the_sentences_of_its_own_fact():
+    requests = [_focus_request(i)[0] for i in range(3)]
+    answers = [r.json_schema["properties"]["answer"]["enum"] for r in requests]
+    assert all(len(a) == 1 for a in answers) and len({a[0] for a in answers}) == 3
+    for request, [answer] in zip(requests, answers, strict=True):
+        excerpt = request.payload["excerpt"]
+        assert answer in excerpt and excerpt in DOC and len(excerpt) < len(DOC)
+        last = request.messages[-1]
+        assert last["role"] == "user" and f"<document>\n{excerpt}\n</document>" in last["content"]
+        assert f'whose answer is "{answer}"' in last["content"]
+        assert "Ignore all previous" not in json.dumps(request.messages)
+
+
+def test_focus_demos_are_earlier_turns_answered_in_the_schema_s_order():
+    request, params = _focus_request(0, n_fewshot=2)
+    roles = [m["role"] for m in request.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    demos = sample_fewshot(UNIT["domain"], UNIT["doc_id"], params)
+    for demo, turn in zip(demos, request.messages[1:-1:2], strict=True):
+        assert demo["source_excerpt"] in turn["content"] and "<document>" in turn["content"]
+    replies = [json.loads(m["content"]) for m in request.messages[2::2]]
+    assert [list(r) for r in replies] == [list(request.json_schema["properties"])] * 2
+    assert [r["question"] for r in replies] == [d["question"] for d in demos]
+    no_demos, _ = _focus_request(0, n_fewshot=0)
+    assert [m["role"] for m in no_demos.messages] == ["system", "user"]
+
+
+@pytest.mark.parametrize(
+    ("persona_idx", "kind", "good", "bad"),
+    [
+        (0, "date", "In what year did the Kelso Bay bridge open to traffic?", "Who opened the Kelso Bay bridge to traffic that year?"),
+        (1, "name", "Who designed the Kelso Bay bridge that opened in 1932?", "In what year was the Kelso Bay bridge designed?"),
+    ],
+)  # fmt: skip
+def test_focus_question_opens_as_its_answer_type_asks(persona_idx, kind, good, bad):
+    schema = _focus_request(persona_idx)[0].json_schema
+    assert schema["properties"]["answer_type"]["enum"] == [kind]
+    pattern = re.compile(schema["properties"]["question"]["pattern"])
+    assert pattern.match(good) and not pattern.match(bad)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "The Kelso Bay bridge opened to traffic in 1932 after four years of work.",  # no '?'
+        "Which bridge? The answer is 1932. The answer is 1932. The answer is 1932?",  # two
+        "what year did the bridge over Kelso Bay open?",  # no capital
+        "When did it open?",  # under the floor
+        'Which "bridge" over Kelso Bay opened to traffic that year?',  # breaks the JSON string
+    ],
+)
+def test_with_choices_the_question_field_has_a_question_s_shape(question):
+    schema = build_request("generate", UNIT, TaskParams(answer_choices=8)).json_schema
+    pattern = re.compile(schema["properties"]["question"]["pattern"])
+    assert pattern.match("Which engineer designed the bridge over Kelso Bay?")
+    assert not pattern.match(question)
+    assert "pattern" not in task_schema("generate")["properties"]["question"]  # strong model
+
+
+def test_focus_checks_still_read_the_whole_page():
+    request, params = _focus_request(1)
+    [answer] = request.payload["answer_choices"]
+    leaked = {"question": f"Which engineer, {answer}, designed the Kelso Bay bridge?", "answer": answer, "answer_type": "name"}  # fmt: skip
+    result = parse_response("generate", LLMResponse("r", json.dumps(leaked)), UNIT, params)
+    assert result.reject_reason == "answer_leaked"
+    good = {"question": "Which engineer designed the bridge over Kelso Bay that opened in 1932?", "answer": answer, "answer_type": "phrase"}  # fmt: skip
+    result = parse_response("generate", LLMResponse("r", json.dumps(good)), UNIT, params)
+    assert result.ok and result.fields["answer_type"] == "name"  # the span's own type
+    off = {"question": "Who wrote the first guide to the toll roads of the county?", "answer": answer, "answer_type": "name"}  # fmt: skip
+    result = parse_response("generate", LLMResponse("r", json.dumps(off)), UNIT, params)
+    assert result.reject_reason == "weak_support"
+
+
+def test_focus_needs_answer_choices():
+    with pytest.raises(ValueError, match="answer_choices"):
+        TaskParams(focus_fact=True)

@@ -24,13 +24,13 @@ from webscale_rl.udfs.llm.interface import TASKS
 TEMPLATE_FILES = {
     "llm_filter": "llm_filter.v1.md",
     "identify": "identify.v1.md",
-    "generate": "generate.v2.md",
+    "generate": "generate.v3.md",
     "verify": "verify.v2.md",
 }
 # Tags the templates use to box untrusted text; a document may not contain any of them.
 DELIMITER_TAGS = ("document", "persona", "question", "answer", "example", "excerpt")
 
-_SECTION = re.compile(r"^=== (system|user) ===\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^=== (system|user|focus) ===\s*$", re.MULTILINE)
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -48,14 +48,24 @@ def template_text(task: str) -> str:
 
 
 @cache
+def _sections(task: str) -> dict[str, str]:
+    parts = _SECTION.split(_COMMENT.sub("", template_text(task)))
+    # split gives ['', 'system', body, 'user', body, ...]
+    sections = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+    if not {"system", "user"} <= set(sections):
+        raise ValueError(f"template {TEMPLATE_FILES[task]} needs a system and a user section")
+    return sections
+
+
 def load_template(task: str) -> tuple[str, str]:
     """(system, user) template strings of `task`, comments stripped."""
-    parts = _SECTION.split(_COMMENT.sub("", template_text(task)))
-    # split gives ['', 'system', body, 'user', body]
-    sections = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
-    if set(sections) != {"system", "user"}:
-        raise ValueError(f"template {TEMPLATE_FILES[task]} needs a system and a user section")
+    sections = _sections(task)
     return sections["system"], sections["user"]
+
+
+def load_focus_template(task: str) -> str | None:
+    """The user turn for a small model shown one fact (generate's `focus` section), if any."""
+    return _sections(task).get("focus")
 
 
 @cache
@@ -86,6 +96,29 @@ def build_messages(task: str, values: dict[str, str]) -> list[dict]:
         {"role": "system", "content": fill(system, values)},
         {"role": "user", "content": fill(user, values)},
     ]
+
+
+def build_focus_messages(task: str, values: dict[str, str], demos: list[dict]) -> list[dict]:
+    """System, then one user/assistant pair per demonstration, then this row's user turn, all
+    from the focus section. A small model answers the last turn in the shape of the earlier
+    replies, instead of copying a demonstration that sits inside its own prompt."""
+    system, _ = load_template(task)
+    focus = load_focus_template(task)
+    if focus is None:
+        raise ValueError(f"template {TEMPLATE_FILES[task]} has no focus section")
+    messages = [{"role": "system", "content": fill(system, values)}]
+    for demo in demos:
+        shown = {
+            "document": neutralize(demo["source_excerpt"]),
+            "persona": neutralize(demo["persona"]),
+            "answer": json.dumps(demo["answer"], ensure_ascii=False),
+        }
+        # The reply's key order is the schema's: the answer first, then the question.
+        reply = {k: demo[k] for k in ("answer", "answer_type", "question")}
+        messages.append({"role": "user", "content": fill(focus, shown)})
+        messages.append({"role": "assistant", "content": json.dumps(reply, ensure_ascii=False)})
+    messages.append({"role": "user", "content": fill(focus, values)})
+    return messages
 
 
 # --- keeping untrusted text inside its box ---------------------------------------------------

@@ -34,9 +34,40 @@ def _text(max_chars: int, min_chars: int = 1) -> dict:
     return {"type": "string", "minLength": min_chars, "maxLength": max_chars}
 
 
-def task_schema(task: str, params=None, choices: list[str] | None = None) -> dict:
+# How a question about a focused fact may open, by the fact's answer type: a 135M model asked
+# for a year wrote "What is the name of the person who first proved that pi is irrational?"
+# (answer 1761); opening with "In what year" keeps question and answer about the same thing.
+# Alternatives, not (?:...): llama.cpp's pattern converter reads plain groups.
+QUESTION_STEMS = {
+    "date": ("In what year", "In which year", "When", "On what date", "What year"),
+    "number": ("How many", "How much", "How long", "How far", "How high", "How old", "What"),
+    "name": ("Who", "What", "Which"),
+}
+
+
+def question_shape(min_chars: int, max_chars: int, answer_type: str | None = None) -> dict:
+    """A question a small model cannot turn into something else: a capital first, no newline,
+    quote or '?' inside, and one '?' at the end. SmolLM2-135M otherwise pastes the page or
+    loops ("The answer is 100. The answer is 100. ...") inside the field. The length bounds
+    are in the pattern too: grammar backends (llama.cpp) ignore min/maxLength beside one."""
+    inside = r'[^?"\\\n]'
+    stems = QUESTION_STEMS.get(answer_type or "")
+    if not stems:
+        pattern = "^[A-Z]" + inside + f"{{{min_chars - 2},{max_chars - 2}}}" + r"\?$"
+    else:
+        # The body's floor counts from the shortest stem, its cap from the longest.
+        low = min_chars - 2 - min(map(len, stems))
+        high = max_chars - 2 - max(map(len, stems))
+        pattern = f"^({'|'.join(stems)}) " + inside + f"{{{low},{high}}}" + r"\?$"
+    return _text(max_chars, min_chars) | {"pattern": pattern}
+
+
+def task_schema(
+    task: str, params=None, choices: list[str] | None = None, focus_type: str | None = None
+) -> dict:
     """JSON schema of the task's reply (for structured output); `choices`: generate's answer
-    must be one of them (`tasks.answer_choices`)."""
+    must be one of them (`tasks.answer_choices`); `focus_type`: the one focused fact's answer
+    type (`tasks.focus_fact`), which also fixes how the question opens."""
     if params is None:
         from webscale_rl.udfs.llm.tasks import TaskParams
 
@@ -55,10 +86,12 @@ def task_schema(task: str, params=None, choices: list[str] | None = None) -> dic
         return _object({"domain": {"type": "string", "enum": params.domains}, "personas": personas})
     if task == "generate":
         checks = params.checks
-        question = _text(QUESTION_MAX_CHARS, max(QUESTION_MIN_CHARS, checks.question_min_chars))
+        floor = max(QUESTION_MIN_CHARS, checks.question_min_chars)
+        question = _text(QUESTION_MAX_CHARS, floor)
         answer = {"type": "string", "enum": choices} if choices else _text(checks.answer_max_chars)
-        answer_type = {"type": "string", "enum": list(ANSWER_TYPES)}
+        answer_type = {"type": "string", "enum": [focus_type] if focus_type else list(ANSWER_TYPES)}
         if choices:
+            question = question_shape(floor, QUESTION_MAX_CHARS, focus_type)
             # Answer first: a small model picks a fact of the page, then asks about it (decoding
             # follows the schema's property order).
             return _object({"answer": answer, "answer_type": answer_type, "question": question})

@@ -35,15 +35,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from webscale_rl.udfs.llm import prompts
 from webscale_rl.udfs.llm.answer_choices import answer_choices, choice_type
 from webscale_rl.udfs.llm.engine_rules import lexical_support
 from webscale_rl.udfs.llm.interface import TASKS, LLMRequest, LLMResponse
 from webscale_rl.udfs.llm.json_reply import extract_json  # noqa: F401 - part of this module's API
-from webscale_rl.udfs.llm.qa_checks import ANSWER_TYPES, QACheckParams, run_checks
-from webscale_rl.udfs.llm.rule_text import content_words
+from webscale_rl.udfs.llm.qa_checks import (
+    ANSWER_TYPES,
+    QACheckParams,
+    contains_phrase,
+    normalize,
+    run_checks,
+)
+from webscale_rl.udfs.llm.rule_text import content_words, split_sentences
 from webscale_rl.udfs.llm.schemas import task_schema
 
 DEFAULT_DOMAINS = [
@@ -87,6 +93,21 @@ class TaskParams(BaseModel):
         "(numbers, dates, names) in the generate prompt and makes the answer one of them "
         "(udfs/llm/answer_choices.py). 0 = the model finds its own answer (a strong model).",
     )
+    focus_fact: bool = Field(
+        False,
+        description="For a small generator, with answer_choices > 0: each persona gets one of "
+        "those spans, spread over the page, and the prompt shows the sentences around it "
+        "instead of the page; the answer is that span and the model writes the question. The "
+        "checks still read the whole page.",
+    )
+
+    @model_validator(mode="after")
+    def _focus_needs_choices(self) -> TaskParams:
+        if self.focus_fact and not self.answer_choices:
+            raise ValueError(
+                "tasks.focus_fact picks among answer choices: set tasks.answer_choices"
+            )
+        return self
 
     @field_validator("domains")
     @classmethod
@@ -190,6 +211,13 @@ def _task_inputs(task: str, row: Mapping, params: TaskParams) -> tuple[dict, dic
             "checks": params.checks.model_dump(),
         }
         choices = answer_choices(document, params.answer_choices) if params.answer_choices else []
+        if params.focus_fact and choices:
+            fact = focus_fact(document, choices, payload["persona_idx"], params.max_personas)
+            values["document"] = prompts.neutralize(fact["excerpt"])
+            values["answer"] = json.dumps(prompts.neutralize(fact["answer"]), ensure_ascii=False)
+            payload["excerpt"] = fact["excerpt"]
+            payload["focus_type"] = fact["answer_type"]
+            choices = [(fact["answer"], fact["answer_type"])]
         values["choices"] = _choices_line([text for text, _ in choices])
         if choices:
             payload["answer_choices"] = [text for text, _ in choices]
@@ -206,7 +234,29 @@ def _task_inputs(task: str, row: Mapping, params: TaskParams) -> tuple[dict, dic
     return values, payload
 
 
+def focus_fact(document: str, choices: list[tuple[str, str]], persona_idx: int, personas: int):
+    """The fact persona `persona_idx` asks about: {answer, answer_type, excerpt}.
+
+    A 135M model given a whole page writes about anything, or copies the examples; given the
+    two or three sentences that hold one fact and that fact as the answer, its task is the one
+    its examples show (an excerpt turned into a question). The personas of a page get spans
+    spread over it, so they ask about different facts.
+    """
+    answer, answer_type = choices[(persona_idx * len(choices)) // max(personas, 1) % len(choices)]
+    sentences = split_sentences(document)
+    key = normalize(answer)
+    at = next(
+        (i for i, s in enumerate(sentences) if contains_phrase(normalize(s), key)), len(sentences)
+    )
+    # The sentence before gives the subject a pronoun in the answer's sentence refers to.
+    excerpt = " ".join(sentences[max(0, at - 1) : at + 1]) or document
+    return {"answer": answer, "answer_type": answer_type, "excerpt": excerpt}
+
+
 def _choices_line(choices: list[str]) -> str:
+    if len(choices) == 1:
+        answer = json.dumps(prompts.neutralize(choices[0]), ensure_ascii=False)
+        return f"- The answer must be exactly {answer}: ask the question whose answer it is."
     if not choices:
         return ""
     listed = json.dumps([prompts.neutralize(c) for c in choices], ensure_ascii=False)
@@ -230,7 +280,7 @@ def build_request(
         raise TypeError(f"{task}: row must be a mapping, got {type(row).__name__}")
     params = params or TaskParams()
     values, payload = _task_inputs(task, row, params)
-    schema = task_schema(task, params, payload.get("answer_choices"))
+    schema = task_schema(task, params, payload.get("answer_choices"), payload.get("focus_type"))
     sampling = {
         "max_tokens": int(_sampling_value(llm_sampling, "max_tokens", DEFAULT_MAX_TOKENS[task])),
         "temperature": float(_sampling_value(llm_sampling, "temperature", 0.0)),
@@ -254,11 +304,18 @@ def build_request(
     return LLMRequest(
         request_id=f"{task}:{row_key(task, row)}:{version}:{digest}",
         task=task,
-        messages=prompts.build_messages(task, values),
+        messages=_messages(task, row, values, payload, params),
         json_schema=schema,
         payload=payload,
         **sampling,
     )
+
+
+def _messages(task: str, row: Mapping, values: dict, payload: dict, params: TaskParams):
+    if "excerpt" not in payload:
+        return prompts.build_messages(task, values)
+    demos = sample_fewshot(payload["domain"], payload["doc_id"], params)
+    return prompts.build_focus_messages(task, values, demos)
 
 
 # --- parsing responses ---------------------------------------------------------------------
