@@ -9,8 +9,11 @@ its QA rows with a pandas UDF. A contaminated row goes to `rejects` with reason
     SELECT get_json_object(detail, '$.method') AS method, count(*) FROM rejects
     WHERE stage = 'decontaminate' GROUP BY 1
 
-Reruns only check rows not yet decided. `preflight` checks the benchmark files before the first
-stage of a run, so a missing file stops the run before any GPU work.
+Reruns only check rows not yet decided, and build no index when none is left. A built index is
+kept in `<lakehouse>/_decontam_index` under a fingerprint of the benchmark files, the settings
+and the code (udfs/decontam/index_cache.py): the next run with new rows loads it instead of
+building it again. `preflight` checks the benchmark files before the first stage of a run, so a
+missing file stops the run before any GPU work.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from webscale_rl import files, tables
 from webscale_rl.config import REPO_ROOT, Config
 from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
+from webscale_rl.row_stage import nothing_pending
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.stages import declared
+from webscale_rl.udfs.decontam import index_cache
 from webscale_rl.udfs.decontam.ngrams import DecontamIndex, DecontamParams, missing_files
 
 DECL = declared("decontaminate")  # name, tables, key: webscale_rl/stages.py
@@ -124,6 +129,28 @@ def preflight(spark, cfg: Config) -> list[str]:
     )
 
 
+def load_or_build_index(spark, cfg: Config, specs, params: DecontamParams, data_root: str):
+    """(index, "cached" | "built"): the index an earlier run stored under the same fingerprint,
+    else a new build, stored for the next run."""
+    key = index_cache.fingerprint(specs, params, data_root, spark)
+    index = index_cache.load(spark, cfg, key)
+    if index is not None:
+        return index, "cached"
+    index = DecontamIndex.build(specs, params, data_root, spark)
+    index_cache.store(spark, cfg, key, index)
+    return index, "built"
+
+
+def check_pending(spark, cfg: Config, todo, out_ref: str, index, params: DecontamParams):
+    """Check and commit the pending rows with the index broadcast to the executors."""
+    broadcast_index = spark.sparkContext.broadcast(index)
+    try:
+        results = mark_contaminated(todo, broadcast_index, params)
+        return tables.commit_results(spark, cfg, NAME, results, out_ref, SCHEMA, key="qa_id")
+    finally:
+        broadcast_index.destroy()
+
+
 def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult:
     params = params or params_of(cfg)
     in_ref, out_ref = tables.table_ref(cfg, INPUT), tables.table_ref(cfg, OUTPUT)
@@ -136,15 +163,15 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
 
     data_root = resolve_data_root(params.data_root)
     specs, skipped = available_benchmarks(params, data_root, spark)
-    index = DecontamIndex.build(specs, params, data_root, spark)
-    broadcast_index = spark.sparkContext.broadcast(index)
-    try:
-        todo = tables.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), out_ref, "qa_id")
-        results = mark_contaminated(todo, broadcast_index, params)
-        counts = tables.commit_results(spark, cfg, NAME, results, out_ref, SCHEMA, key="qa_id")
-    finally:
-        broadcast_index.destroy()
+    todo = tables.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), out_ref, "qa_id")
+    if nothing_pending(spark, todo, out_ref, "qa_id"):
+        # A rerun with every row decided: no index (about 10 s of driver work), no commit.
+        index, source, counts = None, "not_needed", tables.CommitCounts()
+    else:
+        index, source = load_or_build_index(spark, cfg, specs, params, data_root)
+        counts = check_pending(spark, cfg, todo, out_ref, index, params)
 
+    sizes = index.metrics() if index is not None else {}
     result = StageResult.from_counts(
         NAME,
         counts,
@@ -152,14 +179,18 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
         {in_ref: in_version},
         out_ref,
         metrics={
-            **index.metrics(),
+            **sizes,
+            "index_built": int(source == "built"),
+            "index_cached": int(source == "cached"),
             "benchmarks": len(specs),
             "benchmarks_skipped": len(skipped),
         },
     )
-    sizes = " ".join(f"{k}={v}" for k, v in index.metrics().items())
+    shown = " ".join(f"{k}={v}" for k, v in sizes.items())
     near = f"near_match>={params.near.threshold}" if params.near.enabled else "near_match off"
-    result.notes.append(f"n={params.n} {near} benchmarks={','.join(b.name for b in specs)} {sizes}")
+    result.notes.append(
+        f"n={params.n} {near} benchmarks={','.join(b.name for b in specs)} index={source} {shown}"
+    )
     if skipped:
         result.notes.append(
             f"benchmarks SKIPPED, files missing under {data_root}: {', '.join(skipped)}"

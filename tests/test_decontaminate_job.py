@@ -7,8 +7,10 @@ import pytest
 from webscale_rl import tables
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs import decontaminate
+from webscale_rl.udfs.decontam.near_match import NearMatchParams
 from webscale_rl.udfs.decontam.ngrams import (
     BenchmarkSpec,
+    DecontamIndex,
     DecontamParams,
     canonical_tokens,
     default_benchmarks,
@@ -152,6 +154,98 @@ def test_job_writes_clean_table_rejects_with_item_method_and_score_and_reruns_id
     assert (again.rows_in, again.rows_out, again.rejected) == (0, 0, 0)
     assert tables.read(spark, tables.table_ref(cfg, decontaminate.OUTPUT)).count() == len(benign)
     assert len(decontam_rejects(spark, cfg)) == len(planted)
+
+
+def append_input(spark, cfg, rows):
+    """More QA rows in the input table, as a later generate run adds them."""
+    from pyspark.sql import functions as F
+
+    data = [(qa_id, f"d-{qa_id}", q, a) for qa_id, q, a in rows]
+    df = spark.createDataFrame(data, "qa_id string, doc_id string, question string, answer string")
+    df = df.select(
+        [
+            F.col(f.name) if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in decontaminate.SCHEMA.fields
+        ]
+    )
+    df.write.format("delta").mode("append").save(tables.table_ref(cfg, decontaminate.INPUT))
+
+
+@pytest.fixture()
+def builds(monkeypatch):
+    """How many times the job builds the benchmark index."""
+    calls = []
+    build = DecontamIndex.build.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(1)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(DecontamIndex, "build", classmethod(counting))
+    return calls
+
+
+def test_rerun_with_nothing_pending_builds_no_index_and_new_rows_reuse_the_stored_one(
+    spark, cfg, params, shared_data, builds
+):
+    rows, planted, benign = qa_rows(shared_data / "benchmarks")
+    first, later = rows[:4], rows[4:]
+    write_input(spark, cfg, first)
+    result = decontaminate.run(spark, cfg, params)
+    assert (result.metrics["index_built"], result.metrics["index_cached"]) == (1, 0)
+    assert len(builds) == 1 and result.rows_in == len(first)
+
+    # Nothing new: no index at all (neither built nor loaded), nothing committed.
+    version = tables.version(spark, tables.table_ref(cfg, decontaminate.OUTPUT))
+    again = decontaminate.run(spark, cfg, params)
+    assert len(builds) == 1, "a rerun with nothing pending built the index"
+    assert (again.metrics["index_built"], again.metrics["index_cached"]) == (0, 0)
+    assert "index=not_needed" in again.notes[0] and again.rows_in == 0
+    assert tables.version(spark, tables.table_ref(cfg, decontaminate.OUTPUT)) == version
+
+    # New rows: the stored index is loaded, not rebuilt, and decides them as a build would.
+    append_input(spark, cfg, later)
+    more = decontaminate.run(spark, cfg, params)
+    assert len(builds) == 1, "new rows rebuilt an index stored under the same fingerprint"
+    assert (more.metrics["index_built"], more.metrics["index_cached"]) == (0, 1)
+    assert more.rows_in == len(later) and more.metrics["index_ngrams"] > 0
+    rejected = decontam_rejects(spark, cfg)
+    assert set(rejected) == set(planted)
+    assert {k: (d["item_id"], d["method"]) for k, (_, d, _) in rejected.items()} == {
+        k: (item, method) for k, (_, item, method) in planted.items()
+    }
+
+    # Another threshold is another index.
+    append_input(spark, cfg, [("n1", "What colour is the new tram?", "green")])
+    stricter = params.model_copy(update={"near": NearMatchParams(threshold=0.9)})
+    other = decontaminate.run(spark, cfg, stricter)
+    assert len(builds) == 2 and other.metrics["index_built"] == 1
+
+
+def test_index_fingerprint_follows_benchmark_bytes_and_settings(params, shared_data, tmp_path):
+    import shutil
+
+    from webscale_rl.udfs.decontam import index_cache
+
+    root = tmp_path / "benchmarks"
+    for name in ("gsm8k", "mmlu_stem"):
+        shutil.copytree(shared_data / "benchmarks" / name, root / name)
+    specs = [b for b in default_benchmarks() if b.name in {"gsm8k", "mmlu_stem"}]
+    key = index_cache.fingerprint(specs, params, str(root))
+    assert index_cache.fingerprint(specs, params, str(root)) == key
+    # The same files elsewhere: the data root is not part of the key.
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    assert index_cache.fingerprint(specs, params, str(moved)) == key
+    near = NearMatchParams(threshold=0.75)
+    assert (
+        index_cache.fingerprint(specs, params.model_copy(update={"near": near}), str(root)) != key
+    )
+    assert index_cache.fingerprint(specs, params.model_copy(update={"n": 8}), str(root)) != key
+    assert index_cache.fingerprint(specs[:1], params, str(root)) != key
+    with open(root / "gsm8k" / "test.jsonl", "a") as fh:
+        fh.write(json.dumps({"question": "A new item?", "answer": "1"}) + "\n")
+    assert index_cache.fingerprint(specs, params, str(root)) != key
 
 
 def test_missing_benchmark_fails_before_writing(spark, cfg, params, shared_data):
