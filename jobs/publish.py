@@ -12,6 +12,10 @@ sorted by qa_id so the same input gives the same table; older versions stay read
 with `publish.max_domain_share` set, `domain_cap` (udfs/publish/domain_caps.py). The publish stage's
 rejects are replaced on each publish, so they describe the current version.
 
+A publish whose input version and options are those the latest `qa` commit records
+(`published_from` in its userMetadata) writes nothing: the table, its rejects and its exports
+are already what this publish would make (`publish_key`).
+
 Then the trainer exports (udfs/publish/export_writer.py) and the dataset card (udfs/publish/card_facts.py,
 udfs/publish/dataset_card.py) go to `<lakehouse>/exports/qa/v<version>/` and
 `<lakehouse>/exports/qa/latest` names that folder.
@@ -19,9 +23,12 @@ udfs/publish/dataset_card.py) go to `<lakehouse>/exports/qa/v<version>/` and
 
 from __future__ import annotations
 
+import json
+
 from webscale_rl import tables, tracking
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
+from webscale_rl.ids import stable_hash
 from webscale_rl.jobs.base import StageResult, stage_main_for
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.stages import declared
@@ -29,8 +36,8 @@ from webscale_rl.udfs.publish.card_facts import FUNNEL, card_facts
 from webscale_rl.udfs.publish.dataset_card import CardFacts, render_card
 from webscale_rl.udfs.publish.domain_caps import domain_caps, mark_rows
 from webscale_rl.udfs.publish.export_formats import FORMATS
-from webscale_rl.udfs.publish.export_writer import write_exports, write_text
-from webscale_rl.udfs.publish.table_versions import recorded_skips
+from webscale_rl.udfs.publish.export_writer import read_text, write_exports, write_text
+from webscale_rl.udfs.publish.table_versions import latest_commit, recorded_skips
 
 DECL = declared("publish")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
@@ -116,6 +123,77 @@ def export_version(
     return out_dir, facts
 
 
+def publish_key(cfg: Config, in_ref: str, in_version: int | None) -> dict:
+    """What a publish consumed: its input table at one version, and a digest of everything else
+    that shapes the `qa` table and its exports (publish and export options, the stages this run
+    skips). It goes into the `qa` commit's userMetadata (`published_from`)."""
+    from webscale_rl.jobs import pipeline
+
+    options = {
+        # whether and where exports go changes no table: `unchanged` writes missing exports
+        "publish": cfg.publish.model_dump(mode="json", exclude={"exports", "exports_dir"}),
+        "export": cfg.export.model_dump(mode="json"),
+        "allow_skip": pipeline.resolve_input(cfg, NAME)[1],
+    }
+    digest = stable_hash(json.dumps(options, sort_keys=True), length=16)
+    return {"input": in_ref, "input_version": in_version, "options": digest}
+
+
+def already_published(spark, out_ref: str, key: dict) -> tuple[int, dict] | None:
+    """(version, commit metadata) of `qa` when its latest commit published this very key. Any
+    later commit to `qa` (by hand, another run) makes publish write again: never stale."""
+    latest = latest_commit(spark, out_ref)
+    if latest is None or latest[1].get("published_from") != key:
+        return None
+    return latest
+
+
+def exports_done(cfg: Config, version: int) -> bool:
+    """`latest` is written last, after the exports and the card of a version, so it names the
+    version only when they are complete (a crash in between leaves an older name)."""
+    return (read_text(f"{exports_root(cfg)}/latest") or "").strip() == f"v{version}"
+
+
+def export_latest(spark, cfg: Config, version: int, result: StageResult) -> None:
+    out_dir, _ = export_version(spark, cfg, version)
+    write_text(f"{exports_root(cfg)}/latest", f"v{version}\n")
+    result.notes.append(f"exports and dataset card: {out_dir}")
+
+
+def unchanged(spark, cfg: Config, key: dict, out_ref: str, found) -> StageResult:
+    """Publish with nothing new: no `qa` version, no rejects commit; the exports and card of the
+    current version are written only if a crash left them incomplete."""
+    version, meta = found
+    result = StageResult(stage=NAME, inputs={key["input"]: key["input_version"]})
+    result.outputs = {out_ref: version}
+    skipped = list(meta.get("skipped_stages") or [])
+    tracking.set_tags(cfg, {"webscale_rl.skipped_stages": ",".join(skipped) or "none"})
+    result.notes.append(
+        f"unchanged: {key['input']} version {key['input_version']} with the same options is "
+        f"already {out_ref} version {version}; nothing written"
+    )
+    if cfg.publish.exports and not exports_done(cfg, version):
+        export_latest(spark, cfg, version, result)
+    return result
+
+
+def write_qa(spark, cfg: Config, out_ref: str, kept, skipped: list[str], key: dict) -> None:
+    """Replace `qa` in one commit whose userMetadata also says what it was published from
+    (a per-write option: tables.overwrite would reset the session's metadata to the plain one)."""
+    meta = {"run_id": cfg.run_id, "stage": NAME, "published_from": key}
+    if skipped:
+        meta["skipped_stages"] = list(skipped)
+    writer = (
+        tables.conform(kept, schemas.QA)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .option("userMetadata", json.dumps(meta))
+    )
+    save = writer.saveAsTable if tables.is_catalog_ref(out_ref) else writer.save
+    tables.retry_on_conflict(lambda: save(out_ref))
+
+
 def run(spark, cfg: Config) -> StageResult:
     in_ref, out_ref = tables.table_ref(cfg, INPUT), tables.table_ref(cfg, OUTPUT)
     if not tables.exists(spark, in_ref):
@@ -124,6 +202,10 @@ def run(spark, cfg: Config) -> StageResult:
             "(or skip it explicitly with --allow-skip decontaminate)"
         )
     in_version = tables.version(spark, in_ref)
+    key = publish_key(cfg, in_ref, in_version)
+    found = already_published(spark, out_ref, key)
+    if found is not None:
+        return unchanged(spark, cfg, key, out_ref, found)
     df = tables.read(spark, in_ref, in_version)
     tables.check_columns(df, schemas.QA, f"publish input {in_ref}")
 
@@ -143,16 +225,14 @@ def run(spark, cfg: Config) -> StageResult:
     # Rejects first: the qa commit ends the publish, and the card's funnel reads every table
     # as of that commit.
     replace_rejects(spark, cfg, marked)
-    tables.overwrite(spark, cfg, NAME, out_ref, kept, schemas.QA, skipped)
+    write_qa(spark, cfg, out_ref, kept, skipped, key)
     version = tables.version(spark, out_ref)
     result.outputs = {out_ref: version}
     tracking.set_tags(cfg, {"webscale_rl.skipped_stages": ",".join(skipped) or "none"})
     if skipped:
         result.notes.append(f"SKIPPED stages (--allow-skip): {', '.join(skipped)}")
     if cfg.publish.exports:
-        out_dir, _ = export_version(spark, cfg, version)
-        write_text(f"{exports_root(cfg)}/latest", f"v{version}\n")
-        result.notes.append(f"exports and dataset card: {out_dir}")
+        export_latest(spark, cfg, version, result)
     return result
 
 

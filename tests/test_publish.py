@@ -257,3 +257,55 @@ def test_allow_skip_decontaminate_is_recorded_in_commit_card_and_mlflow(spark, m
     assert parent.data.tags["webscale_rl.skipped_stages"] == "decontaminate"
     assert parent.data.params["allow_skip"] == "['decontaminate']"
     assert stage.data.tags["webscale_rl.skipped_stages"] == "decontaminate"
+
+
+# ------------------------------------------------------------------------ no-op republish
+
+
+def qa_versions(spark, cfg) -> list[int]:
+    ref = tables.table_ref(cfg, "qa")
+    return sorted(r["version"] for r in tables.delta_table(spark, ref).history().collect())
+
+
+def test_publish_rerun_with_the_same_input_and_options_writes_nothing(spark, make_cfg, tmp_path):
+    cfg = make_cfg()
+    write_qa_table(spark, cfg)
+    first = publish.run(spark, cfg)
+    rejects_ref = tables.table_ref(cfg, "rejects")
+    rejects_version = tables.version(spark, rejects_ref)
+    card = tmp_path / "lakehouse" / "exports" / "qa" / "v0" / "README.md"
+    card_written = card.stat().st_mtime_ns
+
+    again = publish.run(spark, make_cfg())
+    assert qa_versions(spark, cfg) == [0]  # no new qa version
+    assert tables.version(spark, rejects_ref) == rejects_version
+    assert card.stat().st_mtime_ns == card_written  # exports left as they were
+    assert again.outputs == first.outputs and again.inputs == first.inputs
+    assert (again.rows_in, again.rows_out, again.rejected) == (0, 0, 0)
+    assert any(n.startswith("unchanged: ") for n in again.notes), again.notes
+    latest = tables.delta_table(spark, tables.table_ref(cfg, "qa")).history(1).first()
+    assert json.loads(latest["userMetadata"])["published_from"]["input_version"] == 0
+
+    # Another option or a new input version publishes again.
+    capped = publish.run(spark, make_cfg("publish.max_domain_share=0.5"))
+    assert qa_versions(spark, cfg) == [0, 1] and capped.rejects["domain_cap"] > 0
+    extra = spark.createDataFrame(qa_rows({"math": 1}), schemas.QA_CLEAN)
+    extra = extra.withColumn("qa_id", F.lit("qa-new"))
+    extra.write.format("delta").mode("append").save(tables.table_ref(cfg, "qa_clean"))
+    grown = publish.run(spark, make_cfg("publish.max_domain_share=0.5"))
+    assert qa_versions(spark, cfg) == [0, 1, 2] and grown.rows_in == 21
+
+
+def test_unchanged_publish_writes_exports_a_crash_or_exports_off_left_missing(
+    spark, make_cfg, tmp_path
+):
+    cfg = make_cfg("publish.exports=false")
+    write_qa_table(spark, cfg)
+    publish.run(spark, cfg)
+    root = tmp_path / "lakehouse" / "exports" / "qa"
+    assert not root.exists()
+
+    result = publish.run(spark, make_cfg())  # exports on: they go with the current version
+    assert qa_versions(spark, cfg) == [0]
+    assert (root / "latest").read_text() == "v0\n" and (root / "v0" / "README.md").exists()
+    assert any("exports and dataset card" in n for n in result.notes)

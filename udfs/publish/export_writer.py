@@ -38,6 +38,17 @@ def _filesystem(path: str):
         raise WebscaleError(f"cannot write exports to {path!r}: {err}") from None
 
 
+def read_text(path: str) -> str | None:
+    """A small text file's content, or None when it does not exist."""
+    import pyarrow.fs as pafs
+
+    fs, inner = _filesystem(path)
+    if fs.get_file_info(inner).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(inner) as src:
+        return src.read().decode("utf-8")
+
+
 def write_text(path: str, text: str) -> None:
     fs, inner = _filesystem(path)
     fs.create_dir(os.path.dirname(inner), recursive=True)

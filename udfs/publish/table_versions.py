@@ -37,6 +37,14 @@ def commit_info(spark, ref: str, version: int) -> tuple[dt.datetime, dict]:
     return row["timestamp"], _metadata(row["userMetadata"])
 
 
+def latest_commit(spark, ref: str) -> tuple[int, dict] | None:
+    """(version, userMetadata as a dict) of the table's latest commit; None: no such table."""
+    if not tables.exists(spark, ref):
+        return None
+    row = tables.delta_table(spark, ref).history(1).select("version", "userMetadata").first()
+    return None if row is None else (int(row["version"]), _metadata(row["userMetadata"]))
+
+
 def version_at(spark, ref: str, when: dt.datetime) -> int | None:
     """The table's version current at `when` (None: no such table, or created later)."""
     from pyspark.sql import functions as F
