@@ -6,8 +6,9 @@ For each N it makes a corpus of N documents from the real pages in ../shared/dat
 `make_corpus`), runs every stage in one Python process with one local Spark session (LLM stages
 on the `simulated` engine at 1e9 tokens/s, so only our own overhead is timed), then runs the
 same command again (nothing left to do) and once more after appending 10% new documents to the
-input (incremental). Per stage it prints wall seconds, rows/s (input rows of the first run) and
-Delta files added to the stage's tables; then the ratios time(N_last)/time(N_first) per stage,
+input (incremental). Per stage it prints wall seconds, rows/s (input rows of the first run),
+Delta files added to the stage's tables, MB shuffled and written (Spark's status API, by the
+stage's job group) and peak driver memory (bench/stage_metrics.py); then the ratios time(N_last)/time(N_first) per stage,
 no-op/first and incremental/first.
 
 Corpus (deterministic for a seed): documents are built from paragraphs of the English and
@@ -31,6 +32,8 @@ import re
 import sys
 import time
 from pathlib import Path
+
+from stage_metrics import UI_CONF, StageMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("WEBSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -193,17 +196,19 @@ def delta_files(lakehouse: Path) -> dict[str, int]:
     return out
 
 
-def run_once(spark, cfg, label: str, lakehouse: Path) -> dict[str, dict]:
+def run_once(spark, cfg, label: str, lakehouse: Path, metrics: StageMetrics) -> dict[str, dict]:
     from webscale_rl import tracking
     from webscale_rl.jobs import pipeline
 
     before = delta_files(lakehouse)
+    bytes_before = metrics.bytes_by_stage()
     began = time.time()
-    with tracking.pipeline_run(cfg, f"scale {label}") as run_id:
+    with tracking.pipeline_run(cfg, f"scale {label}") as run_id, metrics.watch():
         cfg.run_id = run_id
         results = pipeline.run(spark, cfg)
     total = time.time() - began
     after = delta_files(lakehouse)
+    spark_metrics = metrics.per_stage(bytes_before)
     out = {}
     for r in results:
         files = 0
@@ -213,24 +218,37 @@ def run_once(spark, cfg, label: str, lakehouse: Path) -> dict[str, dict]:
                 files += after[key] - before.get(key, 0)
         rej = next((k for k in after if k.endswith("rejects")), None)
         out[r.stage] = {"s": r.seconds, "in": r.rows_in, "files": files}
+        out[r.stage].update(spark_metrics.get(r.stage, {}))
     out["_total"] = {"s": total, "rejects_files": after.get(rej, 0) - before.get(rej, 0)}
     return out
 
 
 def print_table(title: str, res: dict[str, dict]) -> None:
     print(f"\n### {title}")
-    print("| stage | wall s | rows in | rows/s | Delta files committed |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| stage | wall s | rows in | rows/s | Delta files committed | MB shuffled | MB written "
+        "| peak driver MB: Python RSS / JVM RSS / JVM heap | JVM heap after GC MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for st, v in res.items():
         if st.startswith("_"):
             continue
         rate = v["in"] / v["s"] if v["s"] > 0 else 0
-        print(f"| {st} | {v['s']:.1f} | {v['in']} | {rate:.0f} | {v['files']} |")
+        memory = " / ".join(
+            f"{v.get(k, 0):.0f}" for k in ("py_rss_mb", "jvm_rss_mb", "jvm_heap_mb")
+        )
+        print(
+            f"| {st} | {v['s']:.1f} | {v['in']} | {rate:.0f} | {v['files']} "
+            f"| {v.get('shuffle_mb', 0):.1f} | {v.get('written_mb', 0):.1f} | {memory} "
+            f"| {v.get('jvm_retained_mb', 0):.0f} |"
+        )
     t = res["_total"]
-    print(f"| **total** | {t['s']:.1f} | | | rejects: {t['rejects_files']} |", flush=True)
+    print(f"| **total** | {t['s']:.1f} | | | rejects: {t['rejects_files']} | | | | |", flush=True)
 
 
-def bench_n(spark, n: int, work: Path, chunks: int, seed: int) -> dict[str, dict]:
+def bench_n(
+    spark, metrics: StageMetrics, n: int, work: Path, chunks: int, seed: int
+) -> dict[str, dict]:
     from webscale_rl.config import load_config
 
     root = work / f"n{n}"
@@ -251,14 +269,14 @@ def bench_n(spark, n: int, work: Path, chunks: int, seed: int) -> dict[str, dict
     ]
     cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
     res = {}
-    res["first"] = run_once(spark, cfg, f"{n} first", root / "lh")
+    res["first"] = run_once(spark, cfg, f"{n} first", root / "lh", metrics)
     print_table(f"N={n} first run", res["first"])
     cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
-    res["noop"] = run_once(spark, cfg, f"{n} noop", root / "lh")
+    res["noop"] = run_once(spark, cfg, f"{n} noop", root / "lh", metrics)
     print_table(f"N={n} no-op rerun", res["noop"])
     write_jsonl(make_docs(n // 10, seed, start=n, pool=pool), inp / "part-0001.jsonl")
     cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
-    res["incr"] = run_once(spark, cfg, f"{n} +10%", root / "lh")
+    res["incr"] = run_once(spark, cfg, f"{n} +10%", root / "lh", metrics)
     print_table(f"N={n} +10% new documents", res["incr"])
     for label in ("noop", "incr"):
         print(
@@ -289,15 +307,27 @@ def main() -> int:
     from webscale_rl.config import load_config
     from webscale_rl.session import get_spark
 
-    spark = get_spark(load_config())
-    all_res = {n: bench_n(spark, n, work, a.chunks, a.seed) for n in ns}
+    cfg = load_config()
+    cfg.spark.conf.update(UI_CONF)  # the status REST API gives bytes per stage
+    spark = get_spark(cfg)
+    metrics = StageMetrics(spark)
+    all_res = {n: bench_n(spark, metrics, n, work, a.chunks, a.seed) for n in ns}
     if len(ns) > 1:
         lo, hi = ns[0], ns[-1]
         print(f"\n### time(N={hi}) / time(N={lo}) per stage (first runs; data ratio {hi / lo:.1f})")
         first_lo, first_hi = all_res[lo]["first"], all_res[hi]["first"]
+        print(
+            "| stage | s lo | s hi | ratio | MB shuffled lo / hi | JVM heap after GC MB lo / hi |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
         for st in first_lo:
-            ratio = first_hi[st]["s"] / max(first_lo[st]["s"], 1e-9)
-            print(f"| {st} | {first_lo[st]['s']:.1f} | {first_hi[st]['s']:.1f} | {ratio:.2f} |")
+            lo_, hi_ = first_lo[st], first_hi.get(st, {})
+            ratio = hi_.get("s", 0) / max(lo_["s"], 1e-9)
+            print(
+                f"| {st} | {lo_['s']:.1f} | {hi_.get('s', 0):.1f} | {ratio:.2f} "
+                f"| {lo_.get('shuffle_mb', 0):.1f} / {hi_.get('shuffle_mb', 0):.1f} "
+                f"| {lo_.get('jvm_retained_mb', 0):.0f} / {hi_.get('jvm_retained_mb', 0):.0f} |"
+            )
     return 0
 
 
