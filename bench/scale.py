@@ -1,6 +1,7 @@
 """Scale benchmark (issue 13): the whole pipeline at N documents, a no-op rerun, +10% incremental.
 
     .venv/bin/python bench/scale.py --n 10000 [--n 30000] [--workdir /tmp/scale] [--chunks 1]
+        [--gpu-cost X]   # LLM stages on the simulated GPU at X times its default throughput
 
 For each N it makes a corpus of N documents from the real pages in ../shared/data (see
 `make_corpus`), runs every stage in one Python process with one local Spark session (LLM stages
@@ -219,6 +220,10 @@ def run_once(spark, cfg, label: str, lakehouse: Path, metrics: StageMetrics) -> 
         rej = next((k for k in after if k.endswith("rejects")), None)
         out[r.stage] = {"s": r.seconds, "in": r.rows_in, "files": files}
         out[r.stage].update(spark_metrics.get(r.stage, {}))
+        if "llm_engine_seconds" in r.metrics:
+            # The engine's busy time summed over tasks; tasks run side by side.
+            tasks = cfg.llm_stages.tasks or spark.sparkContext.defaultParallelism
+            out[r.stage]["engine_s"] = r.metrics["llm_engine_seconds"] / tasks
     out["_total"] = {"s": total, "rejects_files": after.get(rej, 0) - before.get(rej, 0)}
     return out
 
@@ -242,12 +247,19 @@ def print_table(title: str, res: dict[str, dict]) -> None:
             f"| {v.get('shuffle_mb', 0):.1f} | {v.get('written_mb', 0):.1f} | {memory} "
             f"| {v.get('jvm_retained_mb', 0):.0f} |"
         )
+    llm = {st: v for st, v in res.items() if "engine_s" in v}
+    if llm:
+        print("\n| LLM stage | wall s | engine busy s (per task) | Spark's own share |")
+        print("|---|---:|---:|---:|")
+        for st, v in llm.items():
+            share = 1 - v["engine_s"] / v["s"] if v["s"] > 0 else 0
+            print(f"| {st} | {v['s']:.1f} | {v['engine_s']:.1f} | {share:.0%} |")
     t = res["_total"]
     print(f"| **total** | {t['s']:.1f} | | | rejects: {t['rejects_files']} | | | | |", flush=True)
 
 
 def bench_n(
-    spark, metrics: StageMetrics, n: int, work: Path, chunks: int, seed: int
+    spark, metrics: StageMetrics, n: int, work: Path, chunks: int, seed: int, gpu_cost: float = 0
 ) -> dict[str, dict]:
     from webscale_rl.config import load_config
 
@@ -259,11 +271,14 @@ def bench_n(
     write_jsonl(docs, inp / "part-0000.jsonl")
     kinds = {k: sum(d["kind"] == k for d in docs) for k in ("original", *SHARES)}
     print(f"\n## N={n}: corpus in {time.time() - t0:.1f} s: {kinds}", flush=True)
+    # Zero latency times only our overhead; --gpu-cost X runs the simulated GPU at X times its
+    # default throughput (50k prompt / 5k generated tokens/s per instance) instead.
+    prompt_rate, gen_rate = (50_000 * gpu_cost, 5_000 * gpu_cost) if gpu_cost else (1e9, 1e9)
     sets = [
         f"llm_stages.commit_chunks={chunks}",
         "llm.engine=simulated",
-        "llm.simulated_prompt_tokens_per_s=1000000000",
-        "llm.simulated_gen_tokens_per_s=1000000000",
+        f"llm.simulated_prompt_tokens_per_s={prompt_rate:.0f}",
+        f"llm.simulated_gen_tokens_per_s={gen_rate:.0f}",
         f"mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}",
         f"ingest.input={inp}/*.jsonl",
     ]
@@ -296,6 +311,12 @@ def main() -> int:
     p.add_argument("--workdir", default="/tmp/scale")
     p.add_argument("--chunks", type=int, default=1, help="llm_stages.commit_chunks")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--gpu-cost",
+        type=float,
+        default=0,
+        help="simulated engine at X times its default GPU throughput (0: zero latency)",
+    )
     p.add_argument("--corpus-only", action="store_true", help="write the corpus and stop")
     a = p.parse_args()
     ns = a.n or [10_000]
@@ -311,7 +332,7 @@ def main() -> int:
     cfg.spark.conf.update(UI_CONF)  # the status REST API gives bytes per stage
     spark = get_spark(cfg)
     metrics = StageMetrics(spark)
-    all_res = {n: bench_n(spark, metrics, n, work, a.chunks, a.seed) for n in ns}
+    all_res = {n: bench_n(spark, metrics, n, work, a.chunks, a.seed, a.gpu_cost) for n in ns}
     if len(ns) > 1:
         lo, hi = ns[0], ns[-1]
         print(f"\n### time(N={hi}) / time(N={lo}) per stage (first runs; data ratio {hi / lo:.1f})")
