@@ -9,6 +9,7 @@ pairs, and tokens per verified pair.
 
     .venv/bin/python bench/small_model_funnel.py --annotate model --generate model --verify model
     .venv/bin/python bench/small_model_funnel.py --generate rules          # the model as checker
+    .venv/bin/python bench/small_model_funnel.py --choices 10 --focus --fewshot 1 --verify both
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from webscale_rl.udfs.llm.stage import BatchContext, transform_batch
 from webscale_rl.udfs.llm.tasks import TaskParams
 
 SHOW = 0  # rejected rows shown per reason (--show)
+SHOW_PAIRS = 40  # verified pairs shown per checker
 
 
 class Meter:
@@ -81,8 +83,11 @@ def run_stage(module, frame, llm, tasks, batch: int):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for stage in ("annotate", "generate", "verify"):
+    for stage in ("annotate", "generate"):
         p.add_argument(f"--{stage}", choices=("model", "rules"), default="model")
+    # both: the same candidates checked by the model, then by the rule engine's checker (the
+    # 135M checker accepts nearly everything: bench/README.md, verify as a classifier).
+    p.add_argument("--verify", choices=("model", "rules", "both"), default="model")
     p.add_argument("--docs", type=int, default=30, help="sample pages (30 = all)")
     p.add_argument("--doc-chars", type=int, default=2000)
     p.add_argument("--personas", type=int, default=3)
@@ -117,7 +122,10 @@ def main() -> None:
     with LocalModelServer(ServerSettings(port=0)) as server:
         model = server.llm_params()
         engines = {s: model if getattr(args, s) == "model" else LLMParams() for s in
-                   ("annotate", "generate", "verify")}  # fmt: skip
+                   ("annotate", "generate")}  # fmt: skip
+        checkers = {"model": model, "rules": LLMParams()}
+        if args.verify != "both":
+            checkers = {args.verify: checkers[args.verify]}
         if args.repeat_penalty and args.generate == "model":  # the generator only
             penalty = {"repeat_penalty": args.repeat_penalty}
             engines["generate"] = model.model_copy(update={"extra_body": penalty})
@@ -130,15 +138,23 @@ def main() -> None:
         totals.update(m)
         texts = docs.set_index("doc_id")["text"]
         candidates = candidates.assign(text=candidates["doc_id"].map(texts))
-        verified, m = run_stage(verify, candidates, engines["verify"], tasks, batch)
-        totals.update(m)
+        results = {}
+        for name, checker in checkers.items():
+            print(f"verify by {name}:")
+            verified, m = run_stage(verify, candidates, checker, tasks, batch)
+            results[name] = (verified, totals + m)
+    for name, (verified, spent) in results.items():
+        report(name, units, verified, spent)
+
+
+def report(checker: str, units, verified, totals) -> None:
     share = len(verified) / len(units) if len(units) else 0.0
-    print(f"(document, persona) units: {len(units)}; verified pairs: {len(verified)} "
-          f"({share:.1%})")  # fmt: skip
+    print(f"checker {checker}: (document, persona) units: {len(units)}; verified pairs: "
+          f"{len(verified)} ({share:.1%})")  # fmt: skip
     if len(verified):
         print(f"per verified pair: {totals['llm_prompt_tokens'] / len(verified):.0f} prompt, "
               f"{totals['llm_completion_tokens'] / len(verified):.0f} completion tokens")  # fmt: skip
-    for row in verified.head(8).itertuples():
+    for row in verified.head(SHOW_PAIRS).itertuples():
         print(f"  Q: {row.question}\n  A: {row.answer} ({row.answer_type})")
 
 
