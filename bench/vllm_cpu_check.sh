@@ -19,8 +19,13 @@ VENV=$DIR/venv
 HELPER=$REPO/bench/vllm_cpu_check.py
 
 mkdir -p "$DIR/wheels"
+# Out of the repo: from /work/main, `python -c` would import the source tree's webscale_rl,
+# which lacks jobs/ and udfs/ (they install into it from the top level).
+cd "$DIR"
 say() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
+# SKIP_INSTALL=1: the venv, the project and the converted model are already there.
+if [ -z "${SKIP_INSTALL:-}" ]; then
 say "venv $VENV"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip packaging
@@ -51,6 +56,8 @@ du -sh "$VENV" | sed 's/^/venv size: /'
 say "GGUF -> fp32 HF model"
 MODEL=$DIR/smollm2-135m-hf
 [ -f "$MODEL/config.json" ] || "$VENV/bin/python" "$HELPER" convert "$MODEL"
+fi
+MODEL=$DIR/smollm2-135m-hf
 
 # vLLM's CPU backend: a small KV cache (GB), no thread pinning and one OpenMP thread on a
 # shared machine (with the defaults its worker kept 8 threads spinning on 2 cores).
@@ -85,7 +92,6 @@ VLLM_SETS=(
   # (a 135M generator yields few: bench/README.md); annotate and verify call vLLM.
   --set llm_stages.generate.llm.engine=none
 )
-cd "$DIR"
 time MLFLOW_TRACKING_URI="sqlite:///$DIR/mlflow.db" "$VENV/bin/webscale-rl" --lakehouse "$LAKE" \
   --set tasks.max_doc_chars=2000 --set llm_stages.tasks=1 --set decontam.on_missing=skip \
   "${VLLM_SETS[@]}" run --input "$DIR/docs.jsonl" \
