@@ -292,12 +292,25 @@ def input_stamps(spark, fmt: str, files: list[str]) -> dict[str, str]:
     return ingested_inputs.file_stamps(spark, files)
 
 
+def retries_own_rejects(spark, cfg: Config) -> bool:
+    """Whether `retry_rejects` names a reason ingest has rejects for: redoing those means reading
+    their records again, so nothing is skipped then."""
+    from pyspark.sql import functions as F
+
+    ref = tables.table_ref(cfg, "rejects")
+    if not cfg.retry_rejects or not tables.exists(spark, ref):
+        return False
+    mine = (F.col("stage") == NAME) & F.col("reason").isin(list(cfg.retry_rejects))
+    return not tables.read(spark, ref).where(mine).isEmpty()
+
+
 def inputs_to_read(spark, cfg: Config, fmt: str, files: list[str]):
     """(inputs this run reads, stamps of every input): an input recorded as ingested with the
-    same stamp and options is skipped before any per-record work. With `retry_rejects` set all
-    are read: redoing rejected records means reading them again."""
+    same stamp and options is skipped before any per-record work."""
     stamps = input_stamps(spark, fmt, files)
-    done = set() if cfg.retry_rejects else ingested_inputs.already_ingested(spark, cfg, stamps)
+    if retries_own_rejects(spark, cfg):
+        return list(files), stamps
+    done = ingested_inputs.already_ingested(spark, cfg, stamps)
     return [f for f in files if f not in done], stamps
 
 

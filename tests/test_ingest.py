@@ -74,8 +74,10 @@ def test_reingest_adds_no_rows(spark, make_cfg, shared_data):
     second = run_ingest(spark, cfg, [path])
     docs2, rej2 = table_counts(spark, cfg)
     assert (docs2, rej2.count()) == (docs1, rej1.count())
-    assert second.rows_out == 0
-    assert second.skipped == first.rows_out
+    # the file was ingested and is unchanged: not one record is read again
+    assert (second.rows_in, second.rows_out, second.skipped) == (0, 0, 0)
+    assert first.metrics["input_files_read"] == 1 and first.rows_out > 0
+    assert second.metrics["input_files_skipped"] == 1
 
 
 def test_doc_ids_are_deterministic(spark, make_cfg, shared_data, tmp_path):

@@ -101,6 +101,19 @@ def test_other_record_options_read_the_files_again(spark, make_cfg, corpus):
     assert run_ingest(spark, same, corpus).rows_in == 0
 
 
+def test_retrying_ingest_rejects_reads_the_files_again(spark, cfg, corpus):
+    with open(corpus / "b.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    first = run_ingest(spark, cfg, corpus)
+    assert first.rejects == {"malformed_json": 1}
+    cfg.retry_rejects = ["engine_error"]  # another stage's reason: ingest has none to redo
+    assert run_ingest(spark, cfg, corpus).rows_in == 0
+    cfg.retry_rejects = ["malformed_json"]
+    again = run_ingest(spark, cfg, corpus)
+    assert files_metrics(again) == (2, 0) and again.rows_in == 6
+    assert again.rejects == {"malformed_json": 1}
+
+
 def test_crash_after_the_row_commit_before_the_record_reads_the_file_again(
     spark, cfg, corpus, monkeypatch
 ):
