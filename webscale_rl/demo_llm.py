@@ -7,7 +7,9 @@ the server. Pairings (`--pairing`):
 - `checker` (default): the rule engine annotates and generates, the model checks every pair
   (`llm_stages.verify.llm.*`). A 135M model is a usable checker but a weak generator.
 - `all`: the model filters, labels, generates and checks; its answers are pinned to spans of
-  the page (`tasks.answer_choices`), without which a 135M model mostly invents them.
+  the page (`tasks.answer_choices`), without which a 135M model mostly invents them, and each
+  persona sees only the sentences around its span (`tasks.focus_fact`; bench/README.md "a
+  small model" has the funnel).
 
 Pages are cut to `--doc-chars` characters in prompts (and in the checks, which see the same
 text): a small CPU server reads ~100-200 prompt tokens a second.
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tasks.max_doc_chars={args.doc_chars}",
         "llm_stages.tasks=2",
         *([] if benchmarks.exists() else ["decontam.on_missing=skip"]),
-        *(["tasks.answer_choices=10"] if args.pairing == "all" else []),
+        *(["tasks.answer_choices=10", "tasks.focus_fact=true"] if args.pairing == "all" else []),
         *args.set,
     ]
     with LocalModelServer(ServerSettings(port=0)) as server:
