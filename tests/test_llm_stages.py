@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from fakes import scripted_engine
 
-from webscale_rl import audit, ids, tables
+from webscale_rl import audit, ids, row_stage, tables
 from webscale_rl.jobs import annotate, generate, verify
 from webscale_rl.jobs.ingest import sample_corpus_path
 from webscale_rl.schemas.tables import ANNOTATIONS, FILTERED, QA_CANDIDATES, QA_VERIFIED
@@ -265,7 +265,6 @@ def test_step_is_a_task_or_a_check():
 def annotation_rows(spark, die_chunk: int, chunks: int) -> tuple[list[tuple], dict]:
     """Annotations of 4 sample pages, 3 personas each; personas of units in `die_chunk` get
     the `[die]` marker that `respond_or_die` crashes on."""
-    from pyspark.sql import functions as F
 
     now = datetime(2026, 1, 1)
     rows = []
@@ -295,7 +294,7 @@ def annotation_rows(spark, die_chunk: int, chunks: int) -> tuple[list[tuple], di
     chunk_of = {
         (u["doc_id"], u["persona_idx"]): u["chunk"]
         for u in units.select(
-            "doc_id", "persona_idx", F.pmod(F.xxhash64("qa_id"), F.lit(chunks)).alias("chunk")
+            "doc_id", "persona_idx", row_stage.chunk_of("doc_id", chunks).alias("chunk")
         ).collect()
     }
     for r in rows:
