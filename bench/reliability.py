@@ -90,17 +90,15 @@ def stage_lines(stdout: str) -> dict[str, dict[str, int]]:
 
 
 def uses_commit_hook(stage: str) -> bool:
-    """True unless the stage is a whole-table one that commits with `tables.overwrite`.
+    """True unless the stage is declared `whole_table` (webscale_rl/stages.py).
 
     Every incremental stage commits through `tables.commit_results`, where the hook sits (the
     crash test fails if one does not). A whole-table stage (publish replaces `qa` in one
     commit) has no partial state to resume from, so it carries no crash point.
     """
-    import inspect
+    from webscale_rl import stages
 
-    from webscale_rl.jobs.base import load_stage
-
-    return "tables.overwrite(" not in inspect.getsource(load_stage(stage))
+    return not stages.declared(stage).whole_table
 
 
 def crash_plan(stages: list[str], all_points: bool = False) -> list[tuple[str, str]]:

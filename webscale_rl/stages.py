@@ -29,6 +29,9 @@ class StageDecl:
     key: str  # id column of the input units and output rows
     llm: bool = False  # runs an LLM engine: llm_stages.<name> settings, GPUs per task with vLLM
     skippable: bool = False  # output rows are a subset of input rows: --allow-skip may skip it
+    # Replaces its whole output in one commit (publish): no partial state to resume from, so no
+    # commit crash points; every other stage commits through tables.commit_results.
+    whole_table: bool = False
 
     @property
     def module(self) -> str:
@@ -109,7 +112,9 @@ STAGES: tuple[StageDecl, ...] = (
         "qa_id",
         skippable=True,
     ),
-    StageDecl("publish", "qa_clean", "qa", "qa", "The published dataset.", "qa_id"),
+    StageDecl(
+        "publish", "qa_clean", "qa", "qa", "The published dataset.", "qa_id", whole_table=True
+    ),
 )
 
 # Tables no stage outputs: (logical name, default name, description).
