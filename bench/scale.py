@@ -9,8 +9,8 @@ on the `simulated` engine at 1e9 tokens/s, so only our own overhead is timed), t
 same command again (nothing left to do) and once more after appending 10% new documents to the
 input (incremental). Per stage it prints wall seconds, rows/s (input rows of the first run),
 Delta files added to the stage's tables, MB shuffled and written (Spark's status API, by the
-stage's job group) and peak driver memory (bench/stage_metrics.py); then the ratios time(N_last)/time(N_first) per stage,
-no-op/first and incremental/first.
+stage's job group) and peak driver memory (bench/stage_metrics.py); then the ratios
+time(N_last)/time(N_first) per stage, no-op/first and incremental/first.
 
 Corpus (deterministic for a seed): documents are built from paragraphs of the English and
 non-English pages of web/web_pages.warc.wet.gz and the English CCNet/Dolma documents in text/;
@@ -33,8 +33,10 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stage_metrics import UI_CONF, StageMetrics
+if TYPE_CHECKING:
+    from stage_metrics import StageMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("WEBSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -325,6 +327,8 @@ def main() -> int:
         for n in ns:
             write_jsonl(make_docs(n, a.seed), work / f"corpus-{n}.jsonl")
         return 0
+    from stage_metrics import UI_CONF, StageMetrics  # beside this script (sys.path[0])
+
     from webscale_rl.config import load_config
     from webscale_rl.session import get_spark
 
