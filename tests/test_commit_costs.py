@@ -4,6 +4,8 @@ task, back to back (the prompts put the document first: vLLM's prefix cache)."""
 
 from pathlib import Path
 
+import pytest
+
 from webscale_rl import tables
 from webscale_rl.jobs.base import load_stage
 from webscale_rl.jobs.ingest import sample_corpus_path
@@ -33,6 +35,7 @@ def run_stages(spark, cfg) -> None:
         load_stage(name).run(spark, cfg)
 
 
+@pytest.mark.slow  # six stages run twice (~50 s): make test-slow
 def test_noop_rerun_writes_no_file_and_no_version(spark, make_cfg):
     """Every stage from ingest to verify, run again with nothing new: no table gets a version
     and no data file is written (an insert-only MERGE of nothing used to leave one uncommitted

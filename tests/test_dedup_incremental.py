@@ -159,6 +159,7 @@ def test_lost_signature_table_is_rebuilt_from_decided_rows(spark, cfg):
     assert kept == {"q_a", "q_c"} and set(rejected) == {"q_0b"}
 
 
+@pytest.mark.slow  # three crash-then-rerun runs of dedup (~70 s): make test-slow
 @pytest.mark.parametrize("point", ["staged", "rejects", "output"])
 def test_crash_in_commit_then_rerun_gives_the_uninterrupted_tables(
     spark, make_cfg, tmp_path, point
