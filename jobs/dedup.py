@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from webscale_rl import reject_reasons, tables
+from webscale_rl.components import Checkpoints, connected_components
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
@@ -45,7 +46,6 @@ from webscale_rl.udfs.text.minhash import MinHashParams
 
 DECL = declared("dedup")  # name, tables, key: webscale_rl/stages.py
 NAME, INPUT, OUTPUT, KEY = DECL.name, DECL.input, DECL.output, DECL.key
-MAX_CC_ITERATIONS = 100
 EXACT_BAND = -1  # the side table's band of the normalised-text hash
 SIGNATURES = StructType(
     [
@@ -227,12 +227,15 @@ def band_rows(texts, params: MinHashParams):
 
 
 def backfill(spark, cfg: Config, df, past: Past, params, target: DedupTarget, ref: str) -> bool:
-    """Hash the decided rows the side table lacks (a lakehouse deduped before it existed, or
-    changed hashing parameters): bands once per distinct text. False when none lack them."""
+    """Hash the decided rows when there is no side table (a lakehouse deduped before it existed,
+    or changed hashing parameters): bands once per distinct text. False when nothing was done.
+    An existing side table lacks no decided row: every run appends its rows' hashes before it
+    commits its decisions, so checking would only scan every stored id on every run."""
     from pyspark.sql import functions as F
 
+    if tables.exists(spark, ref):
+        return False
     ids = df.select(F.col(target.id_column).alias("id")).join(past.decided(), "id", "left_semi")
-    ids = ids.join(past.stored.select("id"), "id", "left_anti")
     if ids.isEmpty():  # ids only: the usual case reads no text
         return False
     text = F.col(params.text_column).alias("t")
@@ -282,27 +285,31 @@ def row_keys(rows, params: MinHashParams, id_column: str):
 
 
 def candidate_edges(new_bands, old_bands):
-    """(src, dst, src_new, dst_new, exact): each member of a bucket linked to the bucket's
-    smallest id, for the buckets a new row is in, where one end is new (earlier runs linked
-    the old rows). `exact` marks a shared normalised-text hash (band -1): no verification."""
+    """(src, dst, src_new, dst_new, exact): in every bucket holding a new row, each new member
+    is linked to the bucket's smallest new id and to its smallest old id. Earlier runs linked
+    the old members, so their edges are not repeated: a bucket costs edges in proportion to its
+    new rows, not to the old rows it holds (shared boilerplate). On a first run (no old rows)
+    this is the star of each bucket around its smallest id. `exact` marks a shared normalised-
+    text hash (band -1): no verification."""
     from pyspark.sql import functions as F
 
     members = new_bands.withColumn("_new", F.lit(True)).unionByName(
         old_bands.withColumn("_new", F.lit(False))
     )
     buckets = members.groupBy("band", "h").agg(
-        F.min("id").alias("root"), F.min(F.when(F.col("_new"), F.col("id"))).alias("new_min")
+        F.min(F.when(F.col("_new"), F.col("id"))).alias("new_min"),
+        F.min(F.when(~F.col("_new"), F.col("id"))).alias("old_min"),
     )
-    root_new = F.coalesce(F.col("root") == F.col("new_min"), F.lit(False))
+    new = new_bands.join(buckets, ["band", "h"])
+    to_new = new.where(F.col("id") != F.col("new_min")).select(
+        "id", "band", F.col("new_min").alias("dst"), F.lit(True).alias("dst_new")
+    )
+    to_old = new.where(F.col("old_min").isNotNull()).select(
+        "id", "band", F.col("old_min").alias("dst"), F.lit(False).alias("dst_new")
+    )
     return (
-        members.join(buckets, ["band", "h"])
-        .where((F.col("id") != F.col("root")) & (F.col("_new") | root_new))
-        .groupBy(
-            F.col("id").alias("src"),
-            F.col("root").alias("dst"),
-            F.col("_new").alias("src_new"),
-            root_new.alias("dst_new"),
-        )
+        to_new.unionByName(to_old)
+        .groupBy(F.col("id").alias("src"), "dst", F.lit(True).alias("src_new"), "dst_new")
         .agg(F.max(F.col("band") == EXACT_BAND).alias("exact"))
     )
 
@@ -338,50 +345,6 @@ def anchored_edges(edges, anchor_of):
     mapped = mapped.select(src.alias("src"), dst.alias("dst"))
     return mapped.where(F.col("src").isNotNull() & F.col("dst").isNotNull()).where(
         F.col("src") != F.col("dst")
-    )
-
-
-def connected_components(edges, max_iterations: int = MAX_CC_ITERATIONS):
-    """Undirected (src, dst) edges -> (id, label = smallest id of its component), and the number
-    of propagation rounds. Each round every node takes the smallest label among itself and its
-    neighbours (two joins); rounds grow with the graph's diameter, which star edges keep small."""
-    from pyspark.sql import functions as F
-
-    both = (
-        edges.select("src", "dst")
-        .union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
-        .distinct()
-        .localCheckpoint()
-    )
-    labels = (
-        both.groupBy("src")
-        .agg(F.min("dst").alias("m"))
-        .select(F.col("src").alias("id"), F.least("src", "m").alias("label"))
-        .localCheckpoint()
-    )
-    for rounds in range(1, max_iterations + 1):
-        smallest_neighbour = (
-            both.join(labels.withColumnRenamed("id", "src"), "src")
-            .groupBy("dst")
-            .agg(F.min("label").alias("nl"))
-            .withColumnRenamed("dst", "id")
-        )
-        new = (
-            labels.join(smallest_neighbour, "id")
-            .select("id", F.least("label", "nl").alias("label"))
-            .localCheckpoint()
-        )
-        changed = (
-            new.join(labels.withColumnRenamed("label", "old"), "id")
-            .where(F.col("label") != F.col("old"))
-            .count()
-        )
-        labels = new
-        if changed == 0:
-            return labels, rounds
-    raise WebscaleError(
-        f"connected components did not converge in {max_iterations} rounds: an unusually long "
-        "chain of near-duplicates; raise dedup verify_threshold or the LSH rows"
     )
 
 
@@ -480,9 +443,12 @@ def mark_rejects(results, id_column: str, run_id: str):
     )
 
 
-def assign_clusters(spark, cfg, todo, df, past: Past, params, target: DedupTarget, sig_ref):
+def assign_clusters(
+    spark, cfg, todo, df, past: Past, params, target: DedupTarget, sig_ref, saved: Checkpoints
+):
     """Decisions for the pending rows `todo` (see `decide`), the metrics, and the persisted
-    frames to release. Stores the new rows' hashes before returning."""
+    frames to release. Intermediate graphs go to `saved` (reliable storage, see
+    webscale_rl/components.py). Stores the new rows' hashes before returning."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -501,7 +467,7 @@ def assign_clusters(spark, cfg, todo, df, past: Past, params, target: DedupTarge
     old_bands = past.stored.join(
         new_bands.select("band", "h").distinct(), ["band", "h"], "left_semi"
     ).join(past.decided(), "id", "left_semi")
-    edges = candidate_edges(new_bands, old_bands).localCheckpoint()
+    edges = saved.save(candidate_edges(new_bands, old_bands))
     stats["candidate_edges"] = edges.count()
     if params.verify:
         old_ends = (
@@ -513,9 +479,11 @@ def assign_clusters(spark, cfg, todo, df, past: Past, params, target: DedupTarge
             old_ends, "id", "left_semi"
         )
         texts = rep_texts.unionByName(old_texts)
-        edges = verified_edges(edges, texts, params).localCheckpoint()
+        edges = saved.save(verified_edges(edges, texts, params))
         stats["verified_edges"] = edges.count()
-    labels, stats["cc_rounds"] = connected_components(anchored_edges(edges, past.anchor_of()))
+    labels, stats["cc_rounds"] = connected_components(
+        anchored_edges(edges, past.anchor_of()), saved
+    )
     decisions = decide(keys, labels, past, params)
     # Stored before the commit: a crash in between leaves hashes of undecided rows, which are
     # ignored (only decided rows' hashes are met) and not appended twice.
@@ -577,21 +545,22 @@ def run(
     if tables.exists(spark, out_ref) and todo.isEmpty():
         result.skipped = total  # nothing new: no hashing, no commit
     else:
-        decisions, stats, cached = assign_clusters(
-            spark, cfg, todo, df, past, params, target, sig_ref
-        )
-        try:
-            rows = todo.drop(*CLUSTER_COLUMNS).join(
-                decisions.withColumnRenamed("id", target.id_column), target.id_column
+        with Checkpoints(spark, cfg, target.stage) as saved:
+            decisions, stats, cached = assign_clusters(
+                spark, cfg, todo, df, past, params, target, sig_ref, saved
             )
-            results = mark_rejects(rows, target.id_column, cfg.run_id)
-            schema = output_schema(df.schema)
-            counts = tables.commit_results(
-                spark, cfg, target.stage, results, out_ref, schema, key=target.id_column
-            )
-        finally:
-            for frame in cached:
-                frame.unpersist()
+            try:
+                rows = todo.drop(*CLUSTER_COLUMNS).join(
+                    decisions.withColumnRenamed("id", target.id_column), target.id_column
+                )
+                results = mark_rejects(rows, target.id_column, cfg.run_id)
+                schema = output_schema(df.schema)
+                counts = tables.commit_results(
+                    spark, cfg, target.stage, results, out_ref, schema, key=target.id_column
+                )
+            finally:
+                for frame in cached:
+                    frame.unpersist()
         result.rows_out, result.rejects = counts.rows_out, counts.rejects
         result.skipped = counts.skipped + total - counts.rows_in  # decided by earlier runs
         result.metrics = {k: float(v) for k, v in stats.items()}

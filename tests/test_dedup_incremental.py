@@ -201,3 +201,53 @@ def test_crash_in_commit_then_rerun_gives_the_uninterrupted_tables(
             dedup.run(spark, crashed, target=dedup.QUESTIONS)
     dedup.run(spark, crashed, target=dedup.QUESTIONS)
     assert snapshot(crashed) == snapshot(clean)
+
+
+def test_a_new_row_in_a_big_old_bucket_costs_edges_for_new_rows_only(spark):
+    """A new row whose id is the smallest of a bucket of many earlier rows (shared boilerplate)
+    gets one edge to the bucket's smallest old row, not one from every old row."""
+    schema = "id string, band long, h long"
+    new = spark.createDataFrame([("n0", 3, 7), ("n1", 3, 7), ("n2", -1, 9)], schema)
+    old = spark.createDataFrame([(f"o{i:03d}", 3, 7) for i in range(50)] + [("o9", -1, 9)], schema)
+    edges = {tuple(r) for r in dedup.candidate_edges(new, old).collect()}
+    assert edges == {
+        ("n1", "n0", True, True, False),  # new rows among themselves: the star
+        ("n0", "o000", True, False, False),  # each new row to the smallest old row
+        ("n1", "o000", True, False, False),
+        ("n2", "o9", True, False, True),  # a shared text hash: exact, no verification
+    }
+
+
+def test_first_run_edges_are_the_star_of_each_bucket(spark):
+    schema = "id string, band long, h long"
+    new = spark.createDataFrame([("b", 0, 1), ("a", 0, 1), ("c", 0, 1), ("c", 1, 2)], schema)
+    empty = spark.createDataFrame([], schema)
+    edges = {tuple(r) for r in dedup.candidate_edges(new, empty).collect()}
+    assert edges == {("b", "a", True, True, False), ("c", "a", True, True, False)}
+
+
+def test_dedup_checkpoints_to_staging_and_deletes_it(spark, cfg, monkeypatch):
+    """Connected components keep their rounds as files under `_staging` (reliable storage, not
+    executor-local blocks that a lost executor takes with it) and delete them at the end."""
+    import os
+
+    from webscale_rl import components
+
+    written = []
+    save = components.Checkpoints.save
+
+    def recording_save(self, df):
+        out = save(self, df)
+        written.append(self._paths[-1])
+        assert os.path.isdir(written[-1])
+        return out
+
+    monkeypatch.setattr(components.Checkpoints, "save", recording_save)
+    a, c, b = bridged(WORDS)
+    rows = [{"qa_id": f"q_{i}", "doc_id": f"d{i}", "question": t} for i, t in enumerate([a, b, c])]
+    append_rows(spark, cfg, "qa_verified", schemas.QA_VERIFIED, rows)
+    result = dedup.run(spark, cfg, target=dedup.QUESTIONS)
+    assert result.rejected == 2
+    assert len(written) >= 3  # the edges, the undirected graph, at least one round of labels
+    assert all(p.startswith(tables.staging_root(cfg)) for p in written)
+    assert not any(os.path.exists(p) for p in written)
