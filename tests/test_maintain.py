@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -140,3 +141,129 @@ def test_maintain_prunes_old_llm_journal_files(spark, make_cfg, tmp_path):
     done = m.maintain(spark, cfg, m.MaintainParams(journal_hours=168))
     assert done[-1] == {"table": "_llm_journal", "ref": str(tmp_path / "journal"), "pruned": 1}
     assert not old_file.exists()
+
+
+# --- side tables: _decontam_index, _dedup_signatures/<table>_<digest>, _ingested_inputs ---
+
+
+def tiny_benchmark(root: Path) -> list[str]:
+    """Config overrides pointing decontamination at one two-item benchmark file under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tiny.jsonl").write_text(
+        '{"q": "what is the boiling point of water at sea level in degrees celsius"}\n'
+        '{"q": "name the largest planet of the solar system and its number of moons"}\n'
+    )
+    return [
+        f"decontam.data_root={root}",
+        "decontam.benchmarks=[{name: tiny, path: tiny.jsonl, fields: [q]}]",
+    ]
+
+
+def stored_fingerprints(spark, cfg) -> list[str]:
+    from webscale_rl.udfs.decontam import index_cache
+
+    rows = tables.read(spark, index_cache.table_ref(cfg)).select("fingerprint").distinct()
+    return sorted(r[0] for r in rows.collect())
+
+
+def test_stale_decontam_indexes_are_deleted_and_the_current_one_kept(spark, make_cfg, tmp_path):
+    from webscale_rl.jobs import decontaminate
+    from webscale_rl.udfs.decontam import index_cache
+
+    cfg = make_cfg(*tiny_benchmark(tmp_path / "bench"))
+    params = cfg.decontam
+    # The index a decontaminate run stores, under the key the job computes, and an older one.
+    decontaminate.load_or_build_index(spark, cfg, params.benchmarks, params, params.data_root)
+    (current,) = stored_fingerprints(spark, cfg)
+    index_cache.store(spark, cfg, "0" * 32, {"an": "older index"})
+
+    done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
+    ref = index_cache.table_ref(cfg)
+    pruned = next(d for d in done if "deleted" in d)
+    assert pruned["table"] == "_decontam_index" and pruned["deleted"] == ["0" * 32]
+    assert pruned["rows"] == 1 and pruned["bytes"] > 0
+    assert stored_fingerprints(spark, cfg) == [current]
+    assert index_cache.load(spark, cfg, current) is not None
+    # Vacuumed with the table rows of maintain: the deleted index's file is gone from storage.
+    assert any(d["table"] == "_decontam_index" and "files_after" in d for d in done)
+    assert parquet_files(ref) == m.file_count(spark, ref) == 1
+    assert "deleted 1 stale index(es) (1 rows" in m.summary_line(pruned, m.MaintainParams())
+
+
+def test_decontam_index_is_kept_whole_when_the_fingerprint_is_unknown(
+    spark, make_cfg, tmp_path, capsys
+):
+    from webscale_rl.udfs.decontam import index_cache
+
+    cfg = make_cfg()
+    for key in ("a" * 32, "b" * 32):
+        index_cache.store(spark, cfg, key, {"index": key})
+    nowhere = tmp_path / "no_benchmarks"
+    rc = main(["--lakehouse", cfg.lakehouse, "--set", f"decontam.data_root={nowhere}", "maintain"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "_decontam_index  kept every index: the current fingerprint is unknown" in out
+    assert f"benchmark files missing under {nowhere}" in out
+    assert stored_fingerprints(spark, cfg) == ["a" * 32, "b" * 32]
+
+
+def signature_tables(spark, cfg):
+    """The current documents signature table (3 small files) and one of another seed."""
+    from webscale_rl.jobs import dedup
+
+    params = dedup.params_of(cfg, dedup.DOCUMENTS)
+    current = dedup.signatures_ref(cfg, dedup.DOCUMENTS, params)
+    other = params.model_copy(update={"seed": params.seed + 1})
+    stale = dedup.signatures_ref(cfg, dedup.DOCUMENTS, other)
+    assert stale != current
+    for ref, appends in ((current, 3), (stale, 1)):
+        for i in range(appends):
+            rows = spark.createDataFrame([(f"d{i}", -1, i)], dedup.SIGNATURES)
+            rows.coalesce(1).write.format("delta").mode("append").save(ref)
+    return current, stale
+
+
+def test_stale_dedup_signature_tables_are_deleted_and_current_ones_compacted(
+    spark, make_cfg, capsys
+):
+    cfg = make_cfg()
+    current, stale = signature_tables(spark, cfg)
+    rc = main(["--lakehouse", cfg.lakehouse, "maintain", "--retain-hours", "0", "--force"])
+    assert rc == 0
+    assert not os.path.exists(stale)
+    assert tables.read(spark, current).count() == 3
+    assert parquet_files(current) == m.file_count(spark, current) == 1  # OPTIMIZE + VACUUM
+    out = capsys.readouterr().out
+    deleted = rf"_dedup_signatures deleted 1 stale table\(s\) \(\d+\.\d kB\): {Path(stale).name}"
+    assert re.search(deleted, out), out
+    assert f"_dedup_signatures/{os.path.basename(current)} files      3 ->      1" in out
+
+
+def test_no_prune_side_tables_keeps_other_settings_side_tables(spark, make_cfg, tmp_path, capsys):
+    from webscale_rl.udfs.decontam import index_cache
+
+    # Without the flag both would go (the fingerprint of the tiny benchmark is computable).
+    overrides = tiny_benchmark(tmp_path / "bench")
+    cfg = make_cfg(*overrides)
+    _, stale = signature_tables(spark, cfg)
+    index_cache.store(spark, cfg, "0" * 32, {"an": "older index"})
+    sets = [x for o in overrides for x in ("--set", o)]
+    rc = main(["--lakehouse", cfg.lakehouse, *sets, "maintain", "--no-prune-side-tables"])
+    assert rc == 0
+    assert tables.read(spark, stale).count() == 1
+    assert stored_fingerprints(spark, cfg) == ["0" * 32]
+    assert "deleted" not in capsys.readouterr().out
+
+
+def test_ingested_inputs_is_compacted_and_vacuumed(spark, make_cfg):
+    from webscale_rl.udfs.read import ingested_inputs
+
+    cfg = make_cfg()
+    for i in range(3):  # one tiny commit per ingest run
+        ingested_inputs.record(spark, cfg, "jsonl", {f"/in/{i}.jsonl": "size=1;mtime=1"})
+    ref = ingested_inputs.table_ref(cfg)
+    done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
+    row = next(d for d in done if d["table"] == "_ingested_inputs")
+    assert (row["files_before"], row["files_after"]) == (3, 1)
+    assert parquet_files(ref) == 1
+    assert tables.read(spark, ref).count() == 3

@@ -10,10 +10,21 @@ one only between writing a chunk's results and merging them (minutes), so one ol
 `staging_hours` belongs to a run that was killed mid-commit. Its rows were never merged, and a
 rerun redoes them, so deleting it loses nothing. LLM response-journal files older than
 `journal_hours` go too: they only matter until their rows are committed.
+
+The pipeline's side tables beside the lakehouse tables are kept up too:
+- `_decontam_index`: indexes (about 33 MB each) of fingerprints other than the one the config's
+  next decontaminate run uses are deleted (Delta DELETE), then the table is vacuumed. It is not
+  compacted: each stored index is one file, so a later DELETE drops whole files. When the
+  current fingerprint cannot be computed (benchmark files missing), every index is kept.
+- `_dedup_signatures/<table>_<digest>`: tables of hashing parameters other than the config's
+  (dedup and qa_dedup) are deleted; a run with those parameters would backfill a fresh one.
+- `_ingested_inputs` and the current signature tables: OPTIMIZE and VACUUM as any table.
+`prune_side_tables` off keeps every index and signature table (and still compacts and vacuums).
 """
 
 from __future__ import annotations
 
+import posixpath
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +46,7 @@ EXAMPLE = "webscale-rl maintain --retain-hours 168"
 # delete files an older snapshot or a running reader still uses.
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+SIGNATURES = "_dedup_signatures"  # jobs/dedup.py signatures_ref: one folder per table and params
 
 
 class MaintainParams(BaseModel):
@@ -54,6 +66,11 @@ class MaintainParams(BaseModel):
         SAFE_RETENTION_HOURS,
         ge=1,
         description="Delete LLM response-journal files older than this many hours.",
+    )
+    prune_side_tables: bool = Field(
+        True,
+        description="Delete decontamination indexes and dedup signature tables that the "
+        "current config no longer uses.",
     )
 
 
@@ -83,6 +100,11 @@ def add_arguments(p) -> None:
         type=float,
         default=None,
         help="delete staging tables of killed runs older than this (default 24, at least 1)",
+    )
+    p.add_argument(
+        "--no-prune-side-tables",
+        action="store_true",
+        help="keep decontamination indexes and dedup signature tables of other settings",
     )
 
 
@@ -135,11 +157,28 @@ def vacuum(spark, ref: str, retain_hours: float, force: bool = False) -> None:
             spark.conf.set(RETENTION_CHECK, previous)
 
 
+def maintain_table(
+    spark, name: str, ref: str, params: MaintainParams, force: bool, compact: bool = True
+) -> dict:
+    """OPTIMIZE (unless `compact` is off) then VACUUM one table, as `params` say."""
+    before = file_count(spark, ref)
+    if params.optimize and compact:
+        optimize(spark, ref)
+    after = file_count(spark, ref)
+    if params.vacuum:
+        vacuum(spark, ref, params.retain_hours, force)
+    return {"table": name, "ref": ref, "files_before": before, "files_after": after}
+
+
+def hadoop_path(spark, path: str):
+    """(file system, Hadoop path) of `path`, local or remote."""
+    hpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
 def stale_staging(spark, cfg: Config, older_than_hours: float) -> list[str]:
     """Staging tables (`_staging/<stage>/<uuid>`) not modified for `older_than_hours`."""
-    jvm = spark.sparkContext._jvm
-    root = jvm.org.apache.hadoop.fs.Path(tables.staging_root(cfg))
-    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, root = hadoop_path(spark, tables.staging_root(cfg))
     if not fs.exists(root):
         return []
     cutoff_ms = (time.time() - older_than_hours * 3600) * 1000
@@ -175,21 +214,18 @@ def maintain(
 ) -> list[dict]:
     """OPTIMIZE then VACUUM each existing table; returns one summary dict per table.
 
-    Stale staging tables and old LLM journal files are deleted too (all tables selected only),
-    reported as rows with `table` "_staging" (paths removed) and "_llm_journal" (files pruned).
+    With all tables selected (no `names`), the side tables follow (`maintain_side_tables`),
+    then stale staging tables and old LLM journal files are deleted, reported as rows with
+    `table` "_staging" (paths removed) and "_llm_journal" (files pruned).
     """
     check_retention(params.retain_hours, force or not params.vacuum)
     tables.set_commit_metadata(spark, cfg, NAME)
-    done = []
-    for logical, ref in existing_tables(spark, cfg, names):
-        before = file_count(spark, ref)
-        if params.optimize:
-            optimize(spark, ref)
-        after = file_count(spark, ref)
-        if params.vacuum:
-            vacuum(spark, ref, params.retain_hours, force)
-        done.append({"table": logical, "ref": ref, "files_before": before, "files_after": after})
+    done = [
+        maintain_table(spark, logical, ref, params, force)
+        for logical, ref in existing_tables(spark, cfg, names)
+    ]
     if not names:
+        done += maintain_side_tables(spark, cfg, params, force)
         removed = clean_staging(spark, cfg, params.staging_hours)
         if removed:
             root = tables.staging_root(cfg)
@@ -199,6 +235,123 @@ def maintain(
         if pruned:
             done.append({"table": "_llm_journal", "ref": journal, "pruned": pruned})
     return done
+
+
+def maintain_side_tables(spark, cfg: Config, params: MaintainParams, force: bool) -> list[dict]:
+    """Prune the side tables (unless `prune_side_tables` is off), then OPTIMIZE and VACUUM
+    those left: a row per pruning that deleted something or kept all, one per table kept up."""
+    from webscale_rl.udfs.decontam import index_cache
+    from webscale_rl.udfs.read import ingested_inputs
+
+    done = []
+    if params.prune_side_tables:
+        pruned = (prune_decontam_index(spark, cfg), prune_signatures(spark, cfg))
+        done += [row for row in pruned if row]
+    side = [
+        (ingested_inputs.TABLE, ingested_inputs.table_ref(cfg), True),
+        (index_cache.TABLE, index_cache.table_ref(cfg), False),  # one file per index: see top
+    ]
+    side += [
+        (f"{SIGNATURES}/{posixpath.basename(ref)}", ref, True)
+        for ref in signature_tables(spark, signatures_root(cfg))
+    ]
+    return done + [
+        maintain_table(spark, name, ref, params, force, compact)
+        for name, ref, compact in side
+        if tables.exists(spark, ref)
+    ]
+
+
+def current_fingerprint(spark, cfg: Config) -> tuple[str | None, str]:
+    """(key, "") of the index the config's next decontaminate run loads, or (None, why not).
+
+    Computed as `jobs/decontaminate.py` does; a missing benchmark file (even with
+    `on_missing: skip`, it may only be unreachable now) gives no key.
+    """
+    from webscale_rl.jobs import decontaminate
+    from webscale_rl.udfs.decontam import index_cache
+    from webscale_rl.udfs.decontam.benchmark_files import missing_files
+
+    params = decontaminate.params_of(cfg)
+    data_root = decontaminate.resolve_data_root(params.data_root)
+    missing = missing_files(params.benchmarks, data_root, spark)
+    if missing:
+        return None, f"benchmark files missing under {data_root}: {', '.join(missing)}"
+    try:
+        return index_cache.fingerprint(params.benchmarks, params, data_root, spark), ""
+    except (WebscaleError, OSError) as err:
+        return None, str(err)
+
+
+def prune_decontam_index(spark, cfg: Config) -> dict | None:
+    """Delete the stored indexes of other fingerprints than the current one; a row saying what
+    went (or that all was kept), None when there is no index table or nothing to delete."""
+    from pyspark.sql import functions as F
+
+    from webscale_rl.udfs.decontam import index_cache
+
+    ref = index_cache.table_ref(cfg)
+    if not tables.exists(spark, ref):
+        return None
+    key, why = current_fingerprint(spark, cfg)
+    if key is None:
+        return {"table": index_cache.TABLE, "ref": ref, "kept_all": why}
+    stored = tables.read(spark, ref).select("fingerprint").distinct().collect()
+    stale = sorted(r[0] for r in stored if r[0] != key)
+    if not stale:
+        return None
+    tables.delta_table(spark, ref).delete(F.col("fingerprint").isin(stale))
+    return {"table": index_cache.TABLE, "ref": ref, "deleted": stale, **deleted_size(spark, ref)}
+
+
+def deleted_size(spark, ref: str) -> dict:
+    """Rows and bytes the table's last commit deleted, from its Delta metrics ({} when the
+    last commit is not a DELETE: another writer committed since)."""
+    last = tables.delta_table(spark, ref).history(1).first()
+    if last["operation"] != "DELETE":
+        return {}
+    metrics = last["operationMetrics"]
+    removed = int(metrics.get("numRemovedBytes", 0)) - int(metrics.get("numAddedBytes", 0))
+    return {"rows": int(metrics.get("numDeletedRows", 0)), "bytes": removed}
+
+
+def current_signatures(cfg: Config) -> list[str]:
+    """The signature tables the config's dedup and qa_dedup runs use."""
+    from webscale_rl.jobs import dedup
+
+    targets = (dedup.DOCUMENTS, dedup.QUESTIONS)
+    return [dedup.signatures_ref(cfg, t, dedup.params_of(cfg, t)) for t in targets]
+
+
+def signatures_root(cfg: Config) -> str:
+    return posixpath.dirname(current_signatures(cfg)[0])
+
+
+def signature_tables(spark, root: str) -> list[str]:
+    """Every folder under the signatures root, as the file system names it."""
+    fs, path = hadoop_path(spark, root)
+    if not fs.exists(path):
+        return []
+    return sorted(s.getPath().toString() for s in fs.listStatus(path) if s.isDirectory())
+
+
+def prune_signatures(spark, cfg: Config) -> dict | None:
+    """Delete the signature tables of other hashing parameters or tables than the config's; a
+    row naming them and their bytes, None when there was none."""
+    current = {posixpath.basename(ref) for ref in current_signatures(cfg)}
+    root = signatures_root(cfg)
+    stale = [p for p in signature_tables(spark, root) if posixpath.basename(p) not in current]
+    if not stale:
+        return None
+    size = sum(path_bytes(spark, p) for p in stale)
+    for path in stale:
+        tables.drop_path(spark, path)
+    return {"table": SIGNATURES, "ref": root, "deleted": stale, "bytes": size}
+
+
+def path_bytes(spark, path: str) -> int:
+    fs, hpath = hadoop_path(spark, path)
+    return int(fs.getContentSummary(hpath).getLength())
 
 
 def journal_dir(cfg: Config) -> str | None:
@@ -222,6 +375,7 @@ def run(args, cfg: Config) -> int:
         vacuum=base.vacuum and not args.no_vacuum,
         staging_hours=base.staging_hours if args.staging_hours is None else args.staging_hours,
         journal_hours=base.journal_hours if args.journal_hours is None else args.journal_hours,
+        prune_side_tables=base.prune_side_tables and not args.no_prune_side_tables,
     )
     names = [n.strip() for n in args.tables.split(",") if n.strip()] if args.tables else None
     # Refuse before Spark starts: a wrong retention should cost nothing.
@@ -232,14 +386,38 @@ def run(args, cfg: Config) -> int:
     if not done:
         print(f"no tables found under {tables.lakehouse_root(cfg)}")
     for row in done:
-        if "removed" in row:
-            print(f"{'_staging':<16} removed {len(row['removed'])} table(s) left by killed runs")
-            continue
-        if "pruned" in row:
-            print(f"{'_llm_journal':<16} pruned {row['pruned']} journal file(s)")
-            continue
-        print(
-            f"{row['table']:<16} files {row['files_before']:>6} -> {row['files_after']:>6}"
-            f"  {'vacuumed ' + format(params.retain_hours, 'g') + ' h' if params.vacuum else ''}"
-        )
+        print(summary_line(row, params))
     return 0
+
+
+def summary_line(row: dict, params: MaintainParams) -> str:
+    """One printed line for a row of `maintain`'s summary."""
+    name = f"{row['table']:<16}"
+    if "removed" in row:
+        return f"{name} removed {len(row['removed'])} table(s) left by killed runs"
+    if "pruned" in row:
+        return f"{name} pruned {row['pruned']} journal file(s)"
+    if "kept_all" in row:
+        return f"{name} kept every index: the current fingerprint is unknown ({row['kept_all']})"
+    if "deleted" in row:
+        return f"{name} deleted {deleted_text(row)}"
+    vacuumed = f"vacuumed {params.retain_hours:g} h" if params.vacuum else ""
+    return f"{name} files {row['files_before']:>6} -> {row['files_after']:>6}  {vacuumed}"
+
+
+def deleted_text(row: dict) -> str:
+    """`2 stale index(es) (4 rows, 66.1 MB): a, b` for a pruning row."""
+    kind = "table(s)" if row["table"] == SIGNATURES else "index(es)"
+    size = [f"{row['rows']} rows"] if "rows" in row else []
+    size += [human_bytes(row["bytes"])] if "bytes" in row else []
+    names = ", ".join(posixpath.basename(d) for d in row["deleted"])
+    return f"{len(row['deleted'])} stale {kind} ({', '.join(size) or 'size unknown'}): {names}"
+
+
+def human_bytes(n: float) -> str:
+    """`512 B`, `4.2 kB`, `33.1 MB`, `1.5 GB`."""
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
