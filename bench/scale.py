@@ -1,16 +1,18 @@
 """Scale benchmark (issue 13): the whole pipeline at N documents, a no-op rerun, +10% incremental.
 
-    .venv/bin/python bench/scale.py --n 10000 [--n 30000] [--workdir /tmp/scale] [--chunks 1]
+    .venv/bin/python bench/scale.py --n 10000 [--n 100000] [--workdir /tmp/scale] [--chunks 1]
         [--gpu-cost X]   # LLM stages on the simulated GPU at X times its default throughput
+        [--runs first,noop,incr]   # which of the three runs to make
 
 For each N it makes a corpus of N documents from the real pages in ../shared/data (see
-`make_corpus`), runs every stage in one Python process with one local Spark session (LLM stages
+`make_docs`), runs every stage in one Python process with one local Spark session (LLM stages
 on the `simulated` engine at 1e9 tokens/s, so only our own overhead is timed), then runs the
 same command again (nothing left to do) and once more after appending 10% new documents to the
 input (incremental). Per stage it prints wall seconds, rows/s (input rows of the first run),
 Delta files added to the stage's tables, MB shuffled and written (Spark's status API, by the
 stage's job group) and peak driver memory (bench/stage_metrics.py); then the ratios
-time(N_last)/time(N_first) per stage, no-op/first and incremental/first.
+time(N_last)/time(N_first) per stage, no-op/first and incremental/first. Each N runs in its own
+child process (its own driver JVM), so the driver memory of two sizes can be compared.
 
 Corpus (deterministic for a seed): documents are built from paragraphs of the English and
 non-English pages of web/web_pages.warc.wet.gz and the English CCNet/Dolma documents in text/;
@@ -64,6 +66,7 @@ BOILER = [
     "Login Register Cart (0) Wishlist Search Menu",
 ]
 SHARES = {"near_dup": 0.15, "exact_dup": 0.05, "non_en": 0.20, "low_quality": 0.10}
+RUNS = ("first", "noop", "incr")
 
 
 def is_english(text: str) -> bool:
@@ -261,7 +264,14 @@ def print_table(title: str, res: dict[str, dict]) -> None:
 
 
 def bench_n(
-    spark, metrics: StageMetrics, n: int, work: Path, chunks: int, seed: int, gpu_cost: float = 0
+    spark,
+    metrics: StageMetrics,
+    n: int,
+    work: Path,
+    chunks: int,
+    seed: int,
+    gpu_cost: float = 0,
+    runs: tuple[str, ...] = RUNS,
 ) -> dict[str, dict]:
     from webscale_rl.config import load_config
 
@@ -288,14 +298,16 @@ def bench_n(
     res = {}
     res["first"] = run_once(spark, cfg, f"{n} first", root / "lh", metrics)
     print_table(f"N={n} first run", res["first"])
-    cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
-    res["noop"] = run_once(spark, cfg, f"{n} noop", root / "lh", metrics)
-    print_table(f"N={n} no-op rerun", res["noop"])
-    write_jsonl(make_docs(n // 10, seed, start=n, pool=pool), inp / "part-0001.jsonl")
-    cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
-    res["incr"] = run_once(spark, cfg, f"{n} +10%", root / "lh", metrics)
-    print_table(f"N={n} +10% new documents", res["incr"])
-    for label in ("noop", "incr"):
+    if "noop" in runs:
+        cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
+        res["noop"] = run_once(spark, cfg, f"{n} noop", root / "lh", metrics)
+        print_table(f"N={n} no-op rerun", res["noop"])
+    if "incr" in runs:
+        write_jsonl(make_docs(n // 10, seed, start=n, pool=pool), inp / "part-0001.jsonl")
+        cfg = load_config(overrides=sets, lakehouse=str(root / "lh"))
+        res["incr"] = run_once(spark, cfg, f"{n} +10%", root / "lh", metrics)
+        print_table(f"N={n} +10% new documents", res["incr"])
+    for label in [r for r in ("noop", "incr") if r in res]:
         print(
             f"{label}/first: "
             + ", ".join(
@@ -305,6 +317,34 @@ def bench_n(
             flush=True,
         )
     return res
+
+
+def child_args(a, n: int, out: Path) -> list[str]:
+    """The command that benchmarks one N in a fresh process and writes its results to `out`."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--n", str(n), "--json", str(out)]
+    args += ["--workdir", a.workdir, "--chunks", str(a.chunks), "--seed", str(a.seed)]
+    return args + ["--gpu-cost", str(a.gpu_cost), "--runs", a.runs]
+
+
+def print_ratios(all_res: dict[int, dict]) -> None:
+    ns = sorted(all_res)
+    lo, hi = ns[0], ns[-1]
+    print(f"\n### time(N={hi}) / time(N={lo}) per stage (first runs; data ratio {hi / lo:.1f})")
+    first_lo, first_hi = all_res[lo]["first"], all_res[hi]["first"]
+    print(
+        "| stage | s lo | s hi | ratio | MB shuffled lo / hi "
+        "| driver JVM heap after GC MB lo / hi | peak Python RSS MB lo / hi |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for st in first_lo:
+        lo_, hi_ = first_lo[st], first_hi.get(st, {})
+        ratio = hi_.get("s", 0) / max(lo_["s"], 1e-9)
+        print(
+            f"| {st} | {lo_['s']:.1f} | {hi_.get('s', 0):.1f} | {ratio:.2f} "
+            f"| {lo_.get('shuffle_mb', 0):.1f} / {hi_.get('shuffle_mb', 0):.1f} "
+            f"| {lo_.get('jvm_retained_mb', 0):.0f} / {hi_.get('jvm_retained_mb', 0):.0f} "
+            f"| {lo_.get('py_rss_mb', 0):.0f} / {hi_.get('py_rss_mb', 0):.0f} |"
+        )
 
 
 def main() -> int:
@@ -319,13 +359,29 @@ def main() -> int:
         default=0,
         help="simulated engine at X times its default GPU throughput (0: zero latency)",
     )
+    p.add_argument("--runs", default=",".join(RUNS), help="which runs: first,noop,incr")
+    p.add_argument("--json", help="(one N) also write the results to this file")
     p.add_argument("--corpus-only", action="store_true", help="write the corpus and stop")
     a = p.parse_args()
     ns = a.n or [10_000]
+    runs = tuple(r for r in a.runs.split(",") if r)
+    if "first" not in runs or set(runs) - set(RUNS):
+        p.error(f"--runs: a comma list of {', '.join(RUNS)} that includes first")
     work = Path(a.workdir)
     if a.corpus_only:
         for n in ns:
             write_jsonl(make_docs(n, a.seed), work / f"corpus-{n}.jsonl")
+        return 0
+    if len(ns) > 1:
+        # One process (one driver JVM) per N: driver memory is then comparable across sizes.
+        import subprocess
+
+        all_res = {}
+        for n in ns:
+            out = work / f"n{n}.json"
+            subprocess.run(child_args(a, n, out), check=True)
+            all_res[n] = json.loads(out.read_text())
+        print_ratios(all_res)
         return 0
     from stage_metrics import UI_CONF, StageMetrics  # beside this script (sys.path[0])
 
@@ -336,23 +392,10 @@ def main() -> int:
     cfg.spark.conf.update(UI_CONF)  # the status REST API gives bytes per stage
     spark = get_spark(cfg)
     metrics = StageMetrics(spark)
-    all_res = {n: bench_n(spark, metrics, n, work, a.chunks, a.seed, a.gpu_cost) for n in ns}
-    if len(ns) > 1:
-        lo, hi = ns[0], ns[-1]
-        print(f"\n### time(N={hi}) / time(N={lo}) per stage (first runs; data ratio {hi / lo:.1f})")
-        first_lo, first_hi = all_res[lo]["first"], all_res[hi]["first"]
-        print(
-            "| stage | s lo | s hi | ratio | MB shuffled lo / hi | JVM heap after GC MB lo / hi |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for st in first_lo:
-            lo_, hi_ = first_lo[st], first_hi.get(st, {})
-            ratio = hi_.get("s", 0) / max(lo_["s"], 1e-9)
-            print(
-                f"| {st} | {lo_['s']:.1f} | {hi_.get('s', 0):.1f} | {ratio:.2f} "
-                f"| {lo_.get('shuffle_mb', 0):.1f} / {hi_.get('shuffle_mb', 0):.1f} "
-                f"| {lo_.get('jvm_retained_mb', 0):.0f} / {hi_.get('jvm_retained_mb', 0):.0f} |"
-            )
+    res = bench_n(spark, metrics, ns[0], work, a.chunks, a.seed, a.gpu_cost, runs)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res))
     return 0
 
 

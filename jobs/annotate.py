@@ -42,10 +42,18 @@ def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult
             f"stage {NAME}: input table {ref} does not exist: run stage dedup first "
             "(or skip it explicitly with --allow-skip dedup)"
         )
-    docs = tables.read(spark, ref)
-    tables.check_columns(docs, INPUT_COLUMNS, f"{NAME} input {ref}")
-    docs = docs.select(*INPUT_COLUMNS.fieldNames())
-    return run_llm_stage(spark, cfg, SPEC, ANNOTATIONS, INPUT, OUTPUT, docs, params)
+    tables.check_columns(tables.read(spark, ref), INPUT_COLUMNS, f"{NAME} input {ref}")
+    columns = INPUT_COLUMNS.fieldNames()
+    return run_llm_stage(
+        spark,
+        cfg,
+        SPEC,
+        ANNOTATIONS,
+        INPUT,
+        OUTPUT,
+        params=params,
+        derive=lambda docs: docs.select(*columns),
+    )
 
 
 main = stage_main_for(NAME)

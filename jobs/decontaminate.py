@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from webscale_rl import files, tables
+from webscale_rl import files, increments, tables
 from webscale_rl.config import REPO_ROOT, Config
 from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
@@ -156,20 +156,22 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     in_ref, out_ref = tables.table_ref(cfg, INPUT), tables.table_ref(cfg, OUTPUT)
     if not tables.exists(spark, in_ref):
         raise WebscaleError(f"input table {in_ref} does not exist: run the earlier stages first")
-    in_version = tables.version(spark, in_ref)
-    qa = tables.read(spark, in_ref, in_version)
+    source = increments.read_input(spark, cfg, NAME, INPUT)
+    qa, in_version = source.full, source.version
     tables.check_columns(qa, SCHEMA, f"decontaminate input {in_ref}")
     checked_columns(qa, params)  # fail before the index is built
 
     data_root = resolve_data_root(params.data_root)
     specs, skipped = available_benchmarks(params, data_root, spark)
-    todo = tables.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), out_ref, "qa_id")
+    new = None if source.new is None else tables.conform(source.new, SCHEMA)
+    todo = increments.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), new, out_ref, "qa_id")
     if nothing_pending(spark, todo, out_ref, "qa_id"):
         # A rerun with every row decided: no index (about 10 s of driver work), no commit.
-        index, source, counts = None, "not_needed", tables.CommitCounts()
+        index, built, counts = None, "not_needed", tables.CommitCounts()
     else:
-        index, source = load_or_build_index(spark, cfg, specs, params, data_root)
+        index, built = load_or_build_index(spark, cfg, specs, params, data_root)
         counts = check_pending(spark, cfg, todo, out_ref, index, params)
+        increments.record_finished(spark, cfg, NAME, source)
 
     sizes = index.metrics() if index is not None else {}
     result = StageResult.from_counts(
@@ -180,8 +182,8 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
         out_ref,
         metrics={
             **sizes,
-            "index_built": int(source == "built"),
-            "index_cached": int(source == "cached"),
+            "index_built": int(built == "built"),
+            "index_cached": int(built == "cached"),
             "benchmarks": len(specs),
             "benchmarks_skipped": len(skipped),
         },
@@ -189,8 +191,10 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     shown = " ".join(f"{k}={v}" for k, v in sizes.items())
     near = f"near_match>={params.near.threshold}" if params.near.enabled else "near_match off"
     result.notes.append(
-        f"n={params.n} {near} benchmarks={','.join(b.name for b in specs)} index={source} {shown}"
+        f"n={params.n} {near} benchmarks={','.join(b.name for b in specs)} index={built} {shown}"
     )
+    if source.note:
+        result.notes.append(source.note)
     if skipped:
         result.notes.append(
             f"benchmarks SKIPPED, files missing under {data_root}: {', '.join(skipped)}"

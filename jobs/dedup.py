@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from webscale_rl import reject_reasons, tables
+from webscale_rl import increments, reject_reasons, tables
 from webscale_rl.components import Checkpoints, connected_components
 from webscale_rl.config import Config
 from webscale_rl.errors import WebscaleError
@@ -530,8 +530,8 @@ def run(
         raise WebscaleError(
             f"stage {target.stage}: input table {in_ref} does not exist: run the earlier stages first"
         )
-    in_version = tables.version(spark, in_ref)
-    df = tables.read(spark, in_ref, in_version)
+    source = increments.read_input(spark, cfg, target.stage, target.input)
+    df, in_version = source.full, source.version
     _check_input(df, params, target, in_ref)
 
     sig_ref = signatures_ref(cfg, target, params)
@@ -539,9 +539,11 @@ def run(
     if backfill(spark, cfg, df, past, params, target, sig_ref):
         past = load_past(spark, cfg, target, out_ref, sig_ref)
     decided = past.decided().withColumnRenamed("id", target.id_column)
-    todo = df.join(decided, target.id_column, "left_anti")
+    todo = (df if source.new is None else source.new).join(decided, target.id_column, "left_anti")
     total = df.count()
     result = StageResult(stage=target.stage, rows_in=total, inputs={in_ref: in_version})
+    if source.note:
+        result.notes.append(source.note)
     if tables.exists(spark, out_ref) and todo.isEmpty():
         result.skipped = total  # nothing new: no hashing, no commit
     else:
@@ -561,6 +563,7 @@ def run(
             finally:
                 for frame in cached:
                     frame.unpersist()
+        increments.record_finished(spark, cfg, target.stage, source)
         result.rows_out, result.rejects = counts.rows_out, counts.rejects
         result.skipped = counts.skipped + total - counts.rows_in  # decided by earlier runs
         result.metrics = {k: float(v) for k, v in stats.items()}

@@ -72,7 +72,9 @@ def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult
             f"stage {NAME}: input table {tables.table_ref(cfg, INPUT)} does not exist; "
             "run annotate first"
         )
-    return run_llm_stage(spark, cfg, SPEC, QA_CANDIDATES, INPUT, OUTPUT, units(annotations), params)
+    return run_llm_stage(
+        spark, cfg, SPEC, QA_CANDIDATES, INPUT, OUTPUT, params=params, derive=units
+    )
 
 
 main = stage_main_for(NAME)

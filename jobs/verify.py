@@ -64,8 +64,16 @@ def run(spark, cfg: Config, params: LLMStageParams | None = None) -> StageResult
     tables.check_columns(candidates, QA_CANDIDATES, f"stage {NAME} input {refs[INPUT]}")
     tables.check_columns(texts, TEXT_COLUMNS, f"stage {NAME} input {refs[DOCUMENTS]}")
     texts = texts.select("doc_id", "text")
-    rows = candidates.join(texts, on="doc_id", how="left")
-    return run_llm_stage(spark, cfg, SPEC, QA_VERIFIED, INPUT, OUTPUT, rows, params)
+    return run_llm_stage(
+        spark,
+        cfg,
+        SPEC,
+        QA_VERIFIED,
+        INPUT,
+        OUTPUT,
+        params=params,
+        derive=lambda candidates: candidates.join(texts, on="doc_id", how="left"),
+    )
 
 
 main = stage_main_for(NAME)

@@ -255,15 +255,22 @@ def test_no_prune_side_tables_keeps_other_settings_side_tables(spark, make_cfg, 
     assert "deleted" not in capsys.readouterr().out
 
 
-def test_ingested_inputs_is_compacted_and_vacuumed(spark, make_cfg):
+def test_ingested_inputs_and_progress_are_compacted_and_vacuumed(spark, make_cfg):
+    from webscale_rl import increments
     from webscale_rl.udfs.read import ingested_inputs
 
     cfg = make_cfg()
-    for i in range(3):  # one tiny commit per ingest run
+    source = increments.StageInput(ref="/in/table", version=0, full=None)
+    for i in range(3):  # one tiny commit per ingest run, per stage run
         ingested_inputs.record(spark, cfg, "jsonl", {f"/in/{i}.jsonl": "size=1;mtime=1"})
-    ref = ingested_inputs.table_ref(cfg)
+        source.version = i
+        increments.record_finished(spark, cfg, "filter", source)
     done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
-    row = next(d for d in done if d["table"] == "_ingested_inputs")
-    assert (row["files_before"], row["files_after"]) == (3, 1)
-    assert parquet_files(ref) == 1
-    assert tables.read(spark, ref).count() == 3
+    for name, ref in [
+        ("_ingested_inputs", ingested_inputs.table_ref(cfg)),
+        ("_progress", increments.progress_ref(cfg)),
+    ]:
+        row = next(d for d in done if d["table"] == name)
+        assert (row["files_before"], row["files_after"]) == (3, 1)
+        assert parquet_files(ref) == 1
+        assert tables.read(spark, ref).count() == 3

@@ -158,6 +158,12 @@ class Config(Section):
         description="Final reject reasons to retry on this run, as retryable ones "
         "(engine_unavailable, engine_failed) always are. CLI: --retry-rejects.",
     )
+    read_changes: bool = Field(
+        True,
+        description="Stages read only the input rows inserted since they last finished "
+        "(Delta change data feed, on for every table the pipeline creates) instead of the whole "
+        "input; false: every run anti-joins the whole input (webscale_rl/increments.py).",
+    )
     spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
     tables: TableNames = Field(default_factory=TableNames)

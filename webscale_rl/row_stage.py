@@ -108,6 +108,7 @@ def row_stage(
     partitions: int | None = None,
     profile=None,
     group_by: str | None = None,
+    derive=None,
 ) -> StageResult:
     """Run a per-row stage: skip rows already done, transform the rest, commit each chunk.
 
@@ -119,23 +120,35 @@ def row_stage(
     resource profile (GPUs per task) for the UDF's stage. `group_by` (a column, e.g. `doc_id`)
     chunks and partitions on that column instead of `key` and orders each task's rows by it, so
     rows sharing it (one document's personas) reach one engine together.
+
+    Without `input_df` the stage reads its input table itself, and only the rows inserted since
+    it last finished when it can (webscale_rl/increments.py); `derive(df)` turns input rows
+    into the rows to transform (a join, an explode) and is applied to the whole input (for the
+    counts) and to the new rows alike.
     """
-    from webscale_rl import tables
+    from webscale_rl import increments, tables
 
     in_ref = tables.table_ref(cfg, input_logical)
     out_ref = tables.table_ref(cfg, output_logical)
+    source, new_df = None, None
     if input_df is None:
         if not tables.exists(spark, in_ref):
             raise WebscaleError(
                 f"stage {name}: input table {in_ref} does not exist; run the stage before it"
             )
-        input_df = tables.read(spark, in_ref)
+        source = increments.read_input(spark, cfg, name, input_logical)
+        input_df, new_df = source.full, source.new
+        if derive is not None:
+            input_df = derive(input_df)
+            new_df = None if new_df is None else derive(new_df)
     if input_schema is not None:  # a clear error naming the column, before any work
         tables.check_columns(input_df, input_schema, f"stage {name} input {in_ref}")
-    in_version = tables.version(spark, in_ref)
+    in_version = source.version if source else tables.version(spark, in_ref)
     total = input_df.count()
-    todo = tables.pending(spark, cfg, name, input_df, out_ref, key)
+    todo = increments.pending(spark, cfg, name, input_df, new_df, out_ref, key)
     result = StageResult(stage=name, inputs={in_ref: in_version})
+    if source and source.note:
+        result.notes.append(source.note)
     if nothing_pending(spark, todo, out_ref, key):
         chunks = 0  # a rerun with nothing left: no staging, no commit
     group = group_by or key
@@ -164,6 +177,8 @@ def row_stage(
         result.skipped += counts.skipped
         for reason, n in counts.rejects.items():
             result.rejects[reason] = result.rejects.get(reason, 0) + n
+    if source and chunks:
+        increments.record_finished(spark, cfg, name, source)
     result.skipped += total - result.rows_in  # finished by an earlier run
     result.rows_in = total
     result.outputs = {out_ref: tables.version(spark, out_ref)}

@@ -357,10 +357,13 @@ def run_llm_stage(
     schema,
     input_logical: str,
     output_logical: str,
-    input_df,
+    input_df=None,
     params: LLMStageParams | None = None,
+    derive=None,
 ):
-    """Run a spec as a resumable row stage; returns the StageResult with LLM metrics."""
+    """Run a spec as a resumable row stage; returns the StageResult with LLM metrics. Without
+    `input_df` the rows are `derive(<input table>)`, read incrementally by row_stage."""
+    from webscale_rl import tables
     from webscale_rl.row_stage import row_stage
 
     params = params or stage_params(cfg)
@@ -372,6 +375,11 @@ def run_llm_stage(
     llm, slots_note = share_server_slots(llm, n_tasks)
     sc = spark.sparkContext
     profile = gpu_profile(llm, sc.master, sc.getConf().get("spark.executor.resource.gpu.amount"))
+    if input_df is None:  # a plan only, for its columns
+        shape = tables.read(spark, tables.table_ref(cfg, input_logical))
+        group_by = group_column(derive(shape) if derive else shape)
+    else:
+        group_by = group_column(input_df)
     meter = spark.sparkContext.accumulator({}, SumDict())
     ctx = BatchContext(spec, llm, cfg.tasks, cfg.run_id, meter)
     began = time.time()
@@ -386,10 +394,11 @@ def run_llm_stage(
         transform=lambda pdf: transform_batch(pdf, ctx),
         chunks=params.commit_chunks,
         input_df=input_df,
+        derive=derive,
         # Hash layout: a row lands in the same task (journal folder) on every rerun.
         partitions=n_tasks,
         profile=profile,
-        group_by=group_column(input_df),
+        group_by=group_by,
     )
     result.metrics.update(stage_metrics(meter.value, result.rows_out, time.time() - began))
     result.notes.append(

@@ -18,7 +18,8 @@ The pipeline's side tables beside the lakehouse tables are kept up too:
   current fingerprint cannot be computed (benchmark files missing), every index is kept.
 - `_dedup_signatures/<table>_<digest>`: tables of hashing parameters other than the config's
   (dedup and qa_dedup) are deleted; a run with those parameters would backfill a fresh one.
-- `_ingested_inputs` and the current signature tables: OPTIMIZE and VACUUM as any table.
+- `_ingested_inputs`, `_progress` (webscale_rl/increments.py) and the current signature tables:
+  OPTIMIZE and VACUUM as any table.
 `prune_side_tables` off keeps every index and signature table (and still compacts and vacuums).
 """
 
@@ -240,6 +241,7 @@ def maintain(
 def maintain_side_tables(spark, cfg: Config, params: MaintainParams, force: bool) -> list[dict]:
     """Prune the side tables (unless `prune_side_tables` is off), then OPTIMIZE and VACUUM
     those left: a row per pruning that deleted something or kept all, one per table kept up."""
+    from webscale_rl import increments
     from webscale_rl.udfs.decontam import index_cache
     from webscale_rl.udfs.read import ingested_inputs
 
@@ -249,6 +251,7 @@ def maintain_side_tables(spark, cfg: Config, params: MaintainParams, force: bool
         done += [row for row in pruned if row]
     side = [
         (ingested_inputs.TABLE, ingested_inputs.table_ref(cfg), True),
+        (increments.PROGRESS, increments.progress_ref(cfg), True),
         (index_cache.TABLE, index_cache.table_ref(cfg), False),  # one file per index: see top
     ]
     side += [
