@@ -557,8 +557,16 @@ def run(
                 )
                 results = mark_rejects(rows, target.id_column, cfg.run_id)
                 schema = output_schema(df.schema)
+                # todo holds no decided row, so none is in the output yet
                 counts = tables.commit_results(
-                    spark, cfg, target.stage, results, out_ref, schema, key=target.id_column
+                    spark,
+                    cfg,
+                    target.stage,
+                    results,
+                    out_ref,
+                    schema,
+                    key=target.id_column,
+                    rows_pending=True,
                 )
             finally:
                 for frame in cached:

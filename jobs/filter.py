@@ -163,9 +163,8 @@ def run(spark, cfg: Config) -> StageResult:
         raise WebscaleError(
             f"stage {NAME}: input table {in_ref} does not exist; run the stage before it"
         )
-    docs = tables.read(spark, in_ref)
     # A clear error naming the column, before the verdict's expressions refer to them.
-    tables.check_columns(docs, DOCUMENTS, f"stage {NAME} input {in_ref}")
+    tables.check_columns(tables.read(spark, in_ref), DOCUMENTS, f"stage {NAME} input {in_ref}")
     return row_stage(
         spark,
         cfg,
@@ -175,7 +174,7 @@ def run(spark, cfg: Config) -> StageResult:
         FILTERED,
         key="doc_id",
         transform=lambda pdf: filter_batch(pdf, settings, run_id),
-        input_df=with_language_verdict(docs, settings.langid),
+        derive=lambda docs: with_language_verdict(docs, settings.langid),
         input_schema=DOCUMENTS,
     )
 
