@@ -156,7 +156,7 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     in_ref, out_ref = tables.table_ref(cfg, INPUT), tables.table_ref(cfg, OUTPUT)
     if not tables.exists(spark, in_ref):
         raise WebscaleError(f"input table {in_ref} does not exist: run the earlier stages first")
-    source = increments.read_input(spark, cfg, NAME, INPUT)
+    source = increments.read_input(spark, cfg, NAME, INPUT, out_ref)
     qa, in_version = source.full, source.version
     tables.check_columns(qa, SCHEMA, f"decontaminate input {in_ref}")
     checked_columns(qa, params)  # fail before the index is built

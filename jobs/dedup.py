@@ -530,7 +530,7 @@ def run(
         raise WebscaleError(
             f"stage {target.stage}: input table {in_ref} does not exist: run the earlier stages first"
         )
-    source = increments.read_input(spark, cfg, target.stage, target.input)
+    source = increments.read_input(spark, cfg, target.stage, target.input, out_ref)
     df, in_version = source.full, source.version
     _check_input(df, params, target, in_ref)
 

@@ -166,30 +166,6 @@ def stored_fingerprints(spark, cfg) -> list[str]:
     return sorted(r[0] for r in rows.collect())
 
 
-def test_stale_decontam_indexes_are_deleted_and_the_current_one_kept(spark, make_cfg, tmp_path):
-    from webscale_rl.jobs import decontaminate
-    from webscale_rl.udfs.decontam import index_cache
-
-    cfg = make_cfg(*tiny_benchmark(tmp_path / "bench"))
-    params = cfg.decontam
-    # The index a decontaminate run stores, under the key the job computes, and an older one.
-    decontaminate.load_or_build_index(spark, cfg, params.benchmarks, params, params.data_root)
-    (current,) = stored_fingerprints(spark, cfg)
-    index_cache.store(spark, cfg, "0" * 32, {"an": "older index"})
-
-    done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
-    ref = index_cache.table_ref(cfg)
-    pruned = next(d for d in done if "deleted" in d)
-    assert pruned["table"] == "_decontam_index" and pruned["deleted"] == ["0" * 32]
-    assert pruned["rows"] == 1 and pruned["bytes"] > 0
-    assert stored_fingerprints(spark, cfg) == [current]
-    assert index_cache.load(spark, cfg, current) is not None
-    # Vacuumed with the table rows of maintain: the deleted index's file is gone from storage.
-    assert any(d["table"] == "_decontam_index" and "files_after" in d for d in done)
-    assert parquet_files(ref) == m.file_count(spark, ref) == 1
-    assert "deleted 1 stale index(es) (1 rows" in m.summary_line(pruned, m.MaintainParams())
-
-
 def test_decontam_index_is_kept_whole_when_the_fingerprint_is_unknown(
     spark, make_cfg, tmp_path, capsys
 ):
@@ -199,7 +175,8 @@ def test_decontam_index_is_kept_whole_when_the_fingerprint_is_unknown(
     for key in ("a" * 32, "b" * 32):
         index_cache.store(spark, cfg, key, {"index": key})
     nowhere = tmp_path / "no_benchmarks"
-    rc = main(["--lakehouse", cfg.lakehouse, "--set", f"decontam.data_root={nowhere}", "maintain"])
+    sets = ["--set", f"decontam.data_root={nowhere}"]
+    rc = main(["--lakehouse", cfg.lakehouse, *sets, "maintain", "--no-optimize", "--no-vacuum"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "_decontam_index  kept every index: the current fingerprint is unknown" in out
@@ -223,22 +200,6 @@ def signature_tables(spark, cfg):
     return current, stale
 
 
-def test_stale_dedup_signature_tables_are_deleted_and_current_ones_compacted(
-    spark, make_cfg, capsys
-):
-    cfg = make_cfg()
-    current, stale = signature_tables(spark, cfg)
-    rc = main(["--lakehouse", cfg.lakehouse, "maintain", "--retain-hours", "0", "--force"])
-    assert rc == 0
-    assert not os.path.exists(stale)
-    assert tables.read(spark, current).count() == 3
-    assert parquet_files(current) == m.file_count(spark, current) == 1  # OPTIMIZE + VACUUM
-    out = capsys.readouterr().out
-    deleted = rf"_dedup_signatures deleted 1 stale table\(s\) \(\d+\.\d kB\): {Path(stale).name}"
-    assert re.search(deleted, out), out
-    assert f"_dedup_signatures/{os.path.basename(current)} files      3 ->      1" in out
-
-
 def test_no_prune_side_tables_keeps_other_settings_side_tables(spark, make_cfg, tmp_path, capsys):
     from webscale_rl.udfs.decontam import index_cache
 
@@ -248,29 +209,68 @@ def test_no_prune_side_tables_keeps_other_settings_side_tables(spark, make_cfg, 
     _, stale = signature_tables(spark, cfg)
     index_cache.store(spark, cfg, "0" * 32, {"an": "older index"})
     sets = [x for o in overrides for x in ("--set", o)]
-    rc = main(["--lakehouse", cfg.lakehouse, *sets, "maintain", "--no-prune-side-tables"])
+    # No OPTIMIZE/VACUUM either: only whether something is deleted is under test.
+    flags = ["--no-prune-side-tables", "--no-optimize", "--no-vacuum"]
+    rc = main(["--lakehouse", cfg.lakehouse, *sets, "maintain", *flags])
     assert rc == 0
     assert tables.read(spark, stale).count() == 1
     assert stored_fingerprints(spark, cfg) == ["0" * 32]
     assert "deleted" not in capsys.readouterr().out
 
 
-def test_ingested_inputs_and_progress_are_compacted_and_vacuumed(spark, make_cfg):
+def test_side_tables_are_pruned_compacted_and_vacuumed(spark, make_cfg, tmp_path, capsys):
+    """One maintain run (the CLI) over every side table: stale decontamination indexes and
+    signature tables deleted, the current ones kept; `_ingested_inputs`, `_progress` and the
+    current signature table compacted and vacuumed."""
     from webscale_rl import increments
+    from webscale_rl.jobs import decontaminate
+    from webscale_rl.udfs.decontam import index_cache
     from webscale_rl.udfs.read import ingested_inputs
 
-    cfg = make_cfg()
+    overrides = tiny_benchmark(tmp_path / "bench")
+    cfg = make_cfg(*overrides)
+    params = cfg.decontam
+    # The index a decontaminate run stores, under the key the job computes, and an older one.
+    decontaminate.load_or_build_index(spark, cfg, params.benchmarks, params, params.data_root)
+    (current_index,) = stored_fingerprints(spark, cfg)
+    index_cache.store(spark, cfg, "0" * 32, {"an": "older index"})
+    current, stale = signature_tables(spark, cfg)
     source = increments.StageInput(ref="/in/table", version=0, full=None)
     for i in range(3):  # one tiny commit per ingest run, per stage run
         ingested_inputs.record(spark, cfg, "jsonl", {f"/in/{i}.jsonl": "size=1;mtime=1"})
         source.version = i
         increments.record_finished(spark, cfg, "filter", source)
-    done = m.maintain(spark, cfg, m.MaintainParams(retain_hours=0), force=True)
+
+    sets = [x for o in overrides for x in ("--set", o)]
+    rc = main(["--lakehouse", cfg.lakehouse, *sets, "maintain", "--retain-hours", "0", "--force"])
+    assert rc == 0
+    out = capsys.readouterr().out
+
+    # _decontam_index: the older index deleted (its rows and bytes said), the current one kept
+    ref = index_cache.table_ref(cfg)
+    line = re.search(
+        r"_decontam_index +deleted 1 stale index\(es\) \(1 rows, (?!0 B)[^)]+\): 0{32}", out
+    )
+    assert line, out
+    assert stored_fingerprints(spark, cfg) == [current_index]
+    assert index_cache.load(spark, cfg, current_index) is not None
+    # Vacuumed: the deleted index's file is gone from storage.
+    assert re.search(r"_decontam_index +files +\d+ -> +1", out), out
+    assert parquet_files(ref) == m.file_count(spark, ref) == 1
+
+    # _dedup_signatures: the other seed's table deleted, the current one compacted
+    assert not os.path.exists(stale)
+    assert tables.read(spark, current).count() == 3
+    assert parquet_files(current) == m.file_count(spark, current) == 1  # OPTIMIZE + VACUUM
+    deleted = rf"_dedup_signatures deleted 1 stale table\(s\) \(\d+\.\d kB\): {Path(stale).name}"
+    assert re.search(deleted, out), out
+    assert f"_dedup_signatures/{os.path.basename(current)} files      3 ->      1" in out
+
+    # _ingested_inputs and _progress: compacted and vacuumed, rows kept
     for name, ref in [
         ("_ingested_inputs", ingested_inputs.table_ref(cfg)),
         ("_progress", increments.progress_ref(cfg)),
     ]:
-        row = next(d for d in done if d["table"] == name)
-        assert (row["files_before"], row["files_after"]) == (3, 1)
+        assert re.search(rf"{name} +files +3 -> +1", out), out
         assert parquet_files(ref) == 1
         assert tables.read(spark, ref).count() == 3

@@ -83,16 +83,17 @@ def inserted_since(spark, ref: str, after: int, upto: int):
     return inserted.drop(*CHANGE_COLUMNS)
 
 
-def read_input(spark, cfg: Config, stage: str, logical: str) -> StageInput:
+def read_input(spark, cfg: Config, stage: str, logical: str, out_ref: str) -> StageInput:
     """The stage's input at its current version, and what was inserted since the stage last
-    finished, when that can be read (see the module docstring)."""
+    finished, when that can be read (see the module docstring). Without the output table
+    `out_ref` the stage has finished nothing: no record is looked up."""
     from webscale_rl import reject_reasons
 
     ref = tables.table_ref(cfg, logical)
     version = tables.version(spark, ref)
     full = tables.read(spark, ref, version)
     found = StageInput(ref, version, full)
-    if not cfg.read_changes or version is None:
+    if not cfg.read_changes or version is None or not tables.exists(spark, out_ref):
         return found
     since = last_finished(spark, cfg, stage, ref)
     if since is None:

@@ -136,7 +136,7 @@ def row_stage(
             raise WebscaleError(
                 f"stage {name}: input table {in_ref} does not exist; run the stage before it"
             )
-        source = increments.read_input(spark, cfg, name, input_logical)
+        source = increments.read_input(spark, cfg, name, input_logical, out_ref)
         input_df, new_df = source.full, source.new
         if derive is not None:
             input_df = derive(input_df)
