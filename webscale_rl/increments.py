@@ -10,7 +10,8 @@ The whole input is read instead (the behaviour before this module) when there is
 yet, when the stage redoes rejects (retryable ones or `--retry-rejects`: those rows are older
 than the record), when the change feed does not cover the versions since the record (a table
 created before tables had it, or by another tool: `ALTER TABLE ... SET TBLPROPERTIES
-(delta.enableChangeDataFeed = true)` turns it on), or with `read_changes: false`. Reading more
+(delta.enableChangeDataFeed = true)` turns it on), when those changes are older than VACUUM's
+retention (their files may be gone), or with `read_changes: false`. Reading more
 never changes a result: finished rows are skipped by the anti-join either way.
 """
 
@@ -23,6 +24,10 @@ from webscale_rl import tables
 from webscale_rl.config import Config
 
 PROGRESS = "_progress"
+# Files a commit added can be compacted away (OPTIMIZE) and then deleted by VACUUM once older
+# than its retention (`webscale-rl maintain`: 168 h by default). The change feed needs them, so
+# changes older than this (a day's margin) are not read from it: the whole input is.
+FEED_SAFE_HOURS = 144.0
 PROGRESS_SCHEMA = "stage string, input string, version long, run_id string, at timestamp"
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
@@ -58,6 +63,19 @@ def last_finished(spark, cfg: Config, stage: str, ref: str) -> int | None:
         .first()
     )
     return None if row is None or row[0] is None else int(row[0])
+
+
+def changes_age_hours(spark, ref: str, after: int, upto: int) -> float:
+    """Hours since the oldest commit after version `after` (reads only those commits)."""
+    import datetime
+
+    from pyspark.sql import functions as F
+
+    commits = tables.delta_table(spark, ref).history(upto - after)
+    oldest = commits.where(F.col("version") > after).agg(F.min("timestamp")).first()[0]
+    if oldest is None:
+        return 0.0
+    return (datetime.datetime.now() - oldest).total_seconds() / 3600
 
 
 def inserted_since(spark, ref: str, after: int, upto: int):
@@ -103,6 +121,12 @@ def read_input(spark, cfg: Config, stage: str, logical: str, out_ref: str) -> St
         return found
     if reject_reasons.redo_ids(spark, cfg, stage) is not None:
         found.note = f"read all of {ref}: rejects are redone"
+        return found
+    if since < version and changes_age_hours(spark, ref, since, version) > FEED_SAFE_HOURS:
+        found.note = (
+            f"read all of {ref}: its changes since version {since} are older than "
+            f"{FEED_SAFE_HOURS:g} h, and VACUUM may have deleted the files they were written in"
+        )
         return found
     new = full.limit(0) if since == version else inserted_since(spark, ref, since, version)
     if new is None:

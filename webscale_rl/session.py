@@ -76,6 +76,11 @@ def _local_session(cfg: Config):
         .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
         # Small local tables: Delta's default of 50 partitions per log replay is pure overhead.
         .config("spark.databricks.delta.snapshotPartitions", "2")
+        # VACUUM lists a table's files in this many tasks (default 10,000): 10+ s per table here.
+        .config(
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism",
+            str(cfg.spark.shuffle_partitions),
+        )
         .config("spark.ui.enabled", "false")
     )
     for key, value in cfg.spark.conf.items():
