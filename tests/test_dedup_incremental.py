@@ -57,7 +57,29 @@ def check_conserved(kept, rejected, n_rows):
     assert len(kept) + len(rejected) == n_rows
 
 
-def test_questions_second_run_keeps_earlier_decisions(spark, cfg):
+def record_checkpoints(monkeypatch) -> list[str]:
+    """The paths `Checkpoints.save` writes, each checked to exist when written."""
+    import os
+
+    from webscale_rl import components
+
+    written = []
+    save = components.Checkpoints.save
+
+    def recording_save(self, df):
+        out = save(self, df)
+        written.append(self._paths[-1])
+        assert os.path.isdir(written[-1])
+        return out
+
+    monkeypatch.setattr(components.Checkpoints, "save", recording_save)
+    return written
+
+
+def test_questions_second_run_keeps_earlier_decisions(spark, cfg, monkeypatch):
+    import os
+
+    written = record_checkpoints(monkeypatch)
     params = cfg.qa_dedup
     a, c, b = bridged(WORDS)
     clusters = reference_clusters(["a", "b", "c"], [a, b, c], params)
@@ -91,6 +113,12 @@ def test_questions_second_run_keeps_earlier_decisions(spark, cfg):
     assert rejected["q_0f"] == ("near_duplicate", "q_e")
     assert rejected["q_0g"] == ("exact_duplicate", "q_a")
     assert (result.rows_in, result.rows_out, result.rejected, result.skipped) == (6, 0, 3, 3)
+
+    # Connected components kept their rounds as files under `_staging` (reliable storage, not
+    # executor-local blocks that a lost executor takes with it) and deleted them at the end.
+    assert len(written) >= 3  # the edges, the undirected graph, at least one round of labels
+    assert all(p.startswith(tables.staging_root(cfg)) for p in written)
+    assert not any(os.path.exists(p) for p in written)
 
 
 def test_documents_second_run_keeps_earlier_decisions_and_noop_hashes_nothing(
@@ -224,30 +252,3 @@ def test_first_run_edges_are_the_star_of_each_bucket(spark):
     empty = spark.createDataFrame([], schema)
     edges = {tuple(r) for r in dedup.candidate_edges(new, empty).collect()}
     assert edges == {("b", "a", True, True, False), ("c", "a", True, True, False)}
-
-
-def test_dedup_checkpoints_to_staging_and_deletes_it(spark, cfg, monkeypatch):
-    """Connected components keep their rounds as files under `_staging` (reliable storage, not
-    executor-local blocks that a lost executor takes with it) and delete them at the end."""
-    import os
-
-    from webscale_rl import components
-
-    written = []
-    save = components.Checkpoints.save
-
-    def recording_save(self, df):
-        out = save(self, df)
-        written.append(self._paths[-1])
-        assert os.path.isdir(written[-1])
-        return out
-
-    monkeypatch.setattr(components.Checkpoints, "save", recording_save)
-    a, c, b = bridged(WORDS)
-    rows = [{"qa_id": f"q_{i}", "doc_id": f"d{i}", "question": t} for i, t in enumerate([a, b, c])]
-    append_rows(spark, cfg, "qa_verified", schemas.QA_VERIFIED, rows)
-    result = dedup.run(spark, cfg, target=dedup.QUESTIONS)
-    assert result.rejected == 2
-    assert len(written) >= 3  # the edges, the undirected graph, at least one round of labels
-    assert all(p.startswith(tables.staging_root(cfg)) for p in written)
-    assert not any(os.path.exists(p) for p in written)
