@@ -185,6 +185,7 @@ def builds(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # three decontaminate runs (~22 s): make test-slow, as the other rerun tests
 def test_rerun_with_nothing_pending_builds_no_index_and_new_rows_reuse_the_stored_one(
     spark, cfg, params, shared_data, builds
 ):
