@@ -124,11 +124,7 @@ def test_filter_stage(spark, make_cfg, tmp_path):
             "text": GOOD + " Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
         },
     ]
-    src = tmp_path / "docs.parquet"
-    pd.DataFrame(rows).to_parquet(src)
-    cfg = make_cfg()
-    cfg.ingest.input, cfg.ingest.format = [str(src)], "parquet"
-    ingest.run(spark, cfg)
+    cfg = ingested(spark, make_cfg, tmp_path, rows)
     result = filter_job.run(spark, cfg)
     assert (result.rows_in, result.rows_out) == (4, 1)
     assert result.rejects == {
@@ -174,11 +170,7 @@ def test_language_rejects_reach_the_udf_without_their_text(spark, make_cfg, tmp_
         {"id": "good", "url": "https://e.invalid/good", "text": GOOD},
         {"id": "de", "url": "https://e.invalid/de", "text": german},
     ]
-    src = tmp_path / "docs.parquet"
-    pd.DataFrame(rows).to_parquet(src)
-    cfg = make_cfg()
-    cfg.ingest.input, cfg.ingest.format = [str(src)], "parquet"
-    ingest.run(spark, cfg)
+    cfg = ingested(spark, make_cfg, tmp_path, rows)
     result = filter_job.run(spark, cfg)
     assert (result.rows_in, result.rows_out, result.rejects) == (2, 1, {"lang_not_kept": 1})
     udf_rows = [json.loads(line) for line in seen.read_text(encoding="utf-8").splitlines()]
@@ -186,3 +178,13 @@ def test_language_rejects_reach_the_udf_without_their_text(spark, make_cfg, tmp_
     assert texts.keys() == {"good", "de"}, udf_rows
     assert texts["de"] is None, "a language-rejected document's text was sent to pandas"
     assert texts["good"].startswith("The Danube")
+
+
+def ingested(spark, make_cfg, tmp_path, rows):
+    """A config whose `documents` table holds `rows` (id, url, text), ingested from Parquet."""
+    src = tmp_path / "docs.parquet"
+    pd.DataFrame(rows).to_parquet(src)
+    cfg = make_cfg()
+    cfg.ingest.input, cfg.ingest.format = [str(src)], "parquet"
+    ingest.run(spark, cfg)
+    return cfg
