@@ -24,7 +24,6 @@ from webscale_rl import files, increments, tables
 from webscale_rl.config import REPO_ROOT, Config
 from webscale_rl.errors import ConfigError, WebscaleError
 from webscale_rl.jobs.base import StageResult, stage_main_for
-from webscale_rl.row_stage import nothing_pending
 from webscale_rl.schemas import tables as schemas
 from webscale_rl.stages import declared
 from webscale_rl.udfs.decontam import index_cache
@@ -165,7 +164,7 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
     specs, skipped = available_benchmarks(params, data_root, spark)
     new = None if source.new is None else tables.conform(source.new, SCHEMA)
     todo = increments.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), new, out_ref, "qa_id")
-    if nothing_pending(spark, todo, out_ref, "qa_id"):
+    if increments.nothing_left(spark, source, todo, out_ref, "qa_id"):
         # A rerun with every row decided: no index (about 10 s of driver work), no commit.
         index, built, counts = None, "not_needed", tables.CommitCounts()
     else:

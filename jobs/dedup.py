@@ -539,12 +539,12 @@ def run(
     if backfill(spark, cfg, df, past, params, target, sig_ref):
         past = load_past(spark, cfg, target, out_ref, sig_ref)
     decided = past.decided().withColumnRenamed("id", target.id_column)
-    todo = (df if source.new is None else source.new).join(decided, target.id_column, "left_anti")
-    total = df.count()
+    todo = source.rows_read().join(decided, target.id_column, "left_anti")
+    total = 0 if source.unchanged else source.rows_read().count()
     result = StageResult(stage=target.stage, rows_in=total, inputs={in_ref: in_version})
     if source.note:
         result.notes.append(source.note)
-    if tables.exists(spark, out_ref) and todo.isEmpty():
+    if increments.nothing_left(spark, source, todo, out_ref, target.id_column):
         result.skipped = total  # nothing new: no hashing, no commit
     else:
         with Checkpoints(spark, cfg, target.stage) as saved:

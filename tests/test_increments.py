@@ -5,6 +5,7 @@ reading the change feed does not see it again, one reading the whole input does.
 the tests tell which of the two was read; results are the same either way for real runs.
 """
 
+import pytest
 from pyspark.sql.types import StringType, StructField, StructType
 
 from webscale_rl import increments, reject_reasons, tables
@@ -58,20 +59,32 @@ def test_a_run_reads_only_rows_inserted_since_the_last_finished_one(spark, make_
 
     # Nothing new: nothing read, nothing recorded.
     progress = tables.version(spark, increments.progress_ref(cfg))
-    assert run(spark, cfg).rows_out == 0
+    again = run(spark, cfg)
+    assert (again.rows_in, again.rows_out) == (0, 0)
     assert tables.version(spark, increments.progress_ref(cfg)) == progress
 
     forget(spark, cfg, "d1")
     add_rows(spark, cfg, ["d3"])
     result = run(spark, cfg)
     assert output_ids(spark, cfg) == ["d2", "d3"]  # d1 is older than the record: not read
-    assert (result.rows_in, result.rows_out, result.skipped) == (3, 1, 2)
+    assert (result.rows_in, result.rows_out, result.skipped) == (1, 1, 0)  # rows read: d3
     assert any("change data feed" in n for n in result.notes)
+
+    # A crash after the commit, before the record: the rerun reads d5 again, finds it done
+    # (no pending check runs first: the commit's own anti-join does), and records it.
+    add_rows(spark, cfg, ["d5"])
+    with monkeypatch.context() as crash:
+        crash.setattr(increments, "record_finished", lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            run(spark, cfg)
+    result = run(spark, cfg)
+    assert (result.rows_in, result.rows_out, result.skipped) == (1, 0, 1)
+    assert increments.last_finished(spark, cfg, "filter", in_ref) == tables.version(spark, in_ref)
 
     # The whole input (read_changes=false) finds d1 again.
     whole = make_cfg("read_changes=false", lakehouse=cfg.lakehouse)
     result = run(spark, whole)
-    assert output_ids(spark, cfg) == ["d1", "d2", "d3"]
+    assert output_ids(spark, cfg) == ["d1", "d2", "d3", "d5"]
     assert result.rows_out == 1
 
     # Changes older than VACUUM's retention are not read from the feed (their files may be
@@ -80,7 +93,7 @@ def test_a_run_reads_only_rows_inserted_since_the_last_finished_one(spark, make_
     add_rows(spark, cfg, ["d4"])
     monkeypatch.setattr(increments, "FEED_SAFE_HOURS", -1.0)
     result = run(spark, cfg)
-    assert output_ids(spark, cfg) == ["d1", "d2", "d3", "d4"]
+    assert output_ids(spark, cfg) == ["d1", "d2", "d3", "d4", "d5"]
     assert any("VACUUM" in n for n in result.notes)
 
 

@@ -44,6 +44,15 @@ class StageInput:
     since: int | None = None
     note: str = ""
 
+    @property
+    def unchanged(self) -> bool:
+        """Nothing was inserted since the stage last finished: nothing to read or do."""
+        return self.new is not None and self.since == self.version
+
+    def rows_read(self):
+        """The rows a run reads: those inserted since the last finished version, else all."""
+        return self.full if self.new is None else self.new
+
 
 def progress_ref(cfg: Config) -> str:
     return f"{posixpath.dirname(tables.staging_root(cfg))}/{PROGRESS}"
@@ -143,6 +152,17 @@ def read_input(spark, cfg: Config, stage: str, logical: str, out_ref: str) -> St
 def pending(spark, cfg: Config, stage: str, full, new, out_ref: str, key: str):
     """The rows the stage has not finished: of `new` when known, else of `full`."""
     return tables.pending(spark, cfg, stage, full if new is None else new, out_ref, key)
+
+
+def nothing_left(spark, source: StageInput | None, todo, out_ref: str, key: str) -> bool:
+    """Whether no row of `todo` (the pending rows) is left. Known without a job when the stage
+    read only the rows inserted since it last finished: none were (True), or some were, and they
+    are new (False: a check would only repeat the stage's own anti-join). Otherwise the pending
+    anti-join on the key column alone; a first run (no output table yet) goes on, so the table
+    is created even if empty."""
+    if source is not None and source.new is not None:
+        return source.unchanged
+    return tables.exists(spark, out_ref) and todo.select(key).isEmpty()
 
 
 def record_finished(spark, cfg: Config, stage: str, source: StageInput) -> None:

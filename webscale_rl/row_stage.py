@@ -69,14 +69,6 @@ def result_schema(schema):
     )
 
 
-def nothing_pending(spark, todo, out_ref: str, key: str) -> bool:
-    """A rerun's cheap check (the pending anti-join on the key column alone) that no row is
-    left; a first run (no output table yet) goes on, so the table is created even if empty."""
-    from webscale_rl import tables
-
-    return tables.exists(spark, out_ref) and todo.select(key).isEmpty()
-
-
 def chunk_of(column: str, chunks: int):
     """The commit chunk of a row: a hash of `column`, so rows sharing it commit together."""
     from pyspark.sql import functions as F
@@ -144,12 +136,14 @@ def row_stage(
     if input_schema is not None:  # a clear error naming the column, before any work
         tables.check_columns(input_df, input_schema, f"stage {name} input {in_ref}")
     in_version = source.version if source else tables.version(spark, in_ref)
-    total = input_df.count()
     todo = increments.pending(spark, cfg, name, input_df, new_df, out_ref, key)
     result = StageResult(stage=name, inputs={in_ref: in_version})
     if source and source.note:
         result.notes.append(source.note)
-    if nothing_pending(spark, todo, out_ref, key):
+    # rows_in counts the rows read: the whole input, or only those inserted since the stage
+    # last finished (as ingest counts only the records of new files).
+    total = 0 if source and source.unchanged else (input_df if new_df is None else new_df).count()
+    if increments.nothing_left(spark, source, todo, out_ref, key):
         chunks = 0  # a rerun with nothing left: no staging, no commit
     group = group_by or key
     todo = layout(todo, group, key, partitions, ordered=group_by is not None)
