@@ -548,6 +548,9 @@ def run(
         result.skipped = total  # nothing new: no hashing, no commit
     else:
         with Checkpoints(spark, cfg, target.stage) as saved:
+            # Read three times (hashes, texts, the commit): the feed read and the anti-join
+            # against every decided id then run once.
+            todo = saved.save(todo)
             decisions, stats, cached = assign_clusters(
                 spark, cfg, todo, df, past, params, target, sig_ref, saved
             )
