@@ -348,12 +348,14 @@ def anchored_edges(edges, anchor_of):
     )
 
 
-def old_survivors(labels, past: Past):
+def old_survivors(labels, past: Past, old_bands):
     """Per component holding already-kept rows: the smallest such row as (a: id, ac: its
-    cluster_id), overall (`_any`) and per normalised-text hash (`_same`, exact duplicates)."""
+    cluster_id), overall (`_any`) and per normalised-text hash (`_same`, exact duplicates).
+    A kept row's text hash can only equal a new row's if it is among `old_bands` (the stored
+    hashes a new row shares), so those are all that is read, not every stored hash."""
     from pyspark.sql import functions as F
 
-    text_hash = past.stored.where(F.col("band") == EXACT_BAND).select("id", F.col("h").alias("_th"))
+    text_hash = old_bands.where(F.col("band") == EXACT_BAND).select("id", F.col("h").alias("_th"))
     anchors = (
         labels.join(past.kept, "id")
         .join(text_hash, "id", "left")
@@ -372,7 +374,7 @@ def old_survivors(labels, past: Past):
     return by_comp, by_text
 
 
-def decide(keys, labels, past: Past, params: MinHashParams):
+def decide(keys, labels, past: Past, params: MinHashParams, old_bands):
     """(id, _survivor, _exact, cluster_id, cluster_size) of every new row. A cluster holding an
     already-kept row keeps only that row (an exact duplicate's first); otherwise the keep
     policy picks one new row. Earlier rejects naming a new row (a rerun after a crash between
@@ -389,7 +391,7 @@ def decide(keys, labels, past: Past, params: MinHashParams):
     named = past.rejected.groupBy(F.col("kept_by").alias("id")).agg(
         F.count(F.lit(1)).alias("_named_n"), F.min("id").alias("_named_min")
     )
-    by_comp, by_text = old_survivors(labels, past)
+    by_comp, by_text = old_survivors(labels, past, old_bands)
     rows = (
         keys.join(comp, "_rep")
         .join(named, "id", "left")
@@ -464,9 +466,10 @@ def assign_clusters(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     stats = {"rows_hashed": keys.count()}
-    old_bands = past.stored.join(
-        new_bands.select("band", "h").distinct(), ["band", "h"], "left_semi"
-    ).join(past.decided(), "id", "left_semi")
+    old_bands = saved.save(
+        past.stored.join(new_bands.select("band", "h").distinct(), ["band", "h"], "left_semi")
+        .join(past.decided(), "id", "left_semi")
+    )
     edges = saved.save(candidate_edges(new_bands, old_bands))
     stats["candidate_edges"] = edges.count()
     if params.verify:
@@ -484,7 +487,7 @@ def assign_clusters(
     labels, stats["cc_rounds"] = connected_components(
         anchored_edges(edges, past.anchor_of()), saved
     )
-    decisions = decide(keys, labels, past, params)
+    decisions = decide(keys, labels, past, params, old_bands)
     # Stored before the commit: a crash in between leaves hashes of undecided rows, which are
     # ignored (only decided rows' hashes are met) and not appended twice.
     new_rows = exact_rows(keys.where(F.col("id") != F.col("_rep"))).unionByName(new_bands)
