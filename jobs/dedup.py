@@ -466,10 +466,8 @@ def assign_clusters(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     stats = {"rows_hashed": keys.count()}
-    old_bands = saved.save(
-        past.stored.join(new_bands.select("band", "h").distinct(), ["band", "h"], "left_semi")
-        .join(past.decided(), "id", "left_semi")
-    )
+    matched = past.stored.join(new_bands.select("band", "h").distinct(), ["band", "h"], "left_semi")
+    old_bands = saved.save(matched.join(past.decided(), "id", "left_semi"))
     edges = saved.save(candidate_edges(new_bands, old_bands))
     stats["candidate_edges"] = edges.count()
     if params.verify:
