@@ -549,8 +549,8 @@ def run(
         result.skipped = total  # nothing new: no hashing, no commit
     else:
         with Checkpoints(spark, cfg, target.stage) as saved:
-            # Read three times (hashes, texts, the commit): the feed read and the anti-join
-            # against every decided id then run once.
+            # Used three times (hashes, texts, the commit): saved once, so the change-feed read
+            # and the anti-join against every decided id run once.
             todo = saved.save(todo)
             decisions, stats, cached = assign_clusters(
                 spark, cfg, todo, df, past, params, target, sig_ref, saved
