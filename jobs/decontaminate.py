@@ -162,8 +162,9 @@ def run(spark, cfg: Config, params: DecontamParams | None = None) -> StageResult
 
     data_root = resolve_data_root(params.data_root)
     specs, skipped = available_benchmarks(params, data_root, spark)
-    new = None if source.new is None else tables.conform(source.new, SCHEMA)
-    todo = increments.pending(spark, cfg, NAME, tables.conform(qa, SCHEMA), new, out_ref, "qa_id")
+    todo = tables.pending(
+        spark, cfg, NAME, tables.conform(source.rows_read(), SCHEMA), out_ref, "qa_id"
+    )
     if increments.nothing_left(spark, source, todo, out_ref, "qa_id"):
         # A rerun with every row decided: no index (about 10 s of driver work), no commit.
         index, built, counts = None, "not_needed", tables.CommitCounts()

@@ -149,11 +149,6 @@ def read_input(spark, cfg: Config, stage: str, logical: str, out_ref: str) -> St
     return found
 
 
-def pending(spark, cfg: Config, stage: str, full, new, out_ref: str, key: str):
-    """The rows the stage has not finished: of `new` when known, else of `full`."""
-    return tables.pending(spark, cfg, stage, full if new is None else new, out_ref, key)
-
-
 def nothing_left(spark, source: StageInput | None, todo, out_ref: str, key: str) -> bool:
     """Whether no row of `todo` (the pending rows) is left. Known without a job when the stage
     read only the rows inserted since it last finished: none were (True), or some were, and they

@@ -114,35 +114,33 @@ def row_stage(
     rows sharing it (one document's personas) reach one engine together.
 
     Without `input_df` the stage reads its input table itself, and only the rows inserted since
-    it last finished when it can (webscale_rl/increments.py); `derive(df)` turns input rows
-    into the rows to transform (a join, an explode) and is applied to the whole input (for the
-    counts) and to the new rows alike.
+    it last finished when it can (webscale_rl/increments.py); `derive(df)` turns the rows read
+    into the rows to transform (a join, an explode).
     """
     from webscale_rl import increments, tables
 
     in_ref = tables.table_ref(cfg, input_logical)
     out_ref = tables.table_ref(cfg, output_logical)
-    source, new_df = None, None
+    source = None
     if input_df is None:
         if not tables.exists(spark, in_ref):
             raise WebscaleError(
                 f"stage {name}: input table {in_ref} does not exist; run the stage before it"
             )
         source = increments.read_input(spark, cfg, name, input_logical, out_ref)
-        input_df, new_df = source.full, source.new
+        input_df = source.rows_read()
         if derive is not None:
             input_df = derive(input_df)
-            new_df = None if new_df is None else derive(new_df)
     if input_schema is not None:  # a clear error naming the column, before any work
         tables.check_columns(input_df, input_schema, f"stage {name} input {in_ref}")
     in_version = source.version if source else tables.version(spark, in_ref)
-    todo = increments.pending(spark, cfg, name, input_df, new_df, out_ref, key)
+    todo = tables.pending(spark, cfg, name, input_df, out_ref, key)
     result = StageResult(stage=name, inputs={in_ref: in_version})
     if source and source.note:
         result.notes.append(source.note)
     # rows_in counts the rows read: the whole input, or only those inserted since the stage
     # last finished (as ingest counts only the records of new files).
-    total = 0 if source and source.unchanged else (input_df if new_df is None else new_df).count()
+    total = 0 if source and source.unchanged else input_df.count()
     if increments.nothing_left(spark, source, todo, out_ref, key):
         chunks = 0  # a rerun with nothing left: no staging, no commit
     group = group_by or key
